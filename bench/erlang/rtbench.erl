@@ -289,7 +289,7 @@ sup_loop(Sent, InFlight, Pids) ->
 
 init({sup, Driver}) ->
     Flags = #{strategy => one_for_one,
-              intensity => 2 * ?SUP_CRASHES,
+              intensity => 10 * ?SUP_CRASHES,
               period => 1},
     Children = [#{id => I,
                   start => {?MODULE, sup_child, [I, Driver]},
