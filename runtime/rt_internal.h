@@ -1,0 +1,340 @@
+/*
+ * rt_internal.h - what the runtime's files share and nothing else sees.
+ *
+ * Memory layout. Every actor lives in a fixed 128-byte slot of one big
+ * table mapped at start (MAP_NORESERVE, so untouched slots cost nothing).
+ * An actor id is (generation << RT_INDEX_BITS) | index: a sender finds the
+ * slot with a mask, and the generation tells a live actor from an earlier
+ * tenant of the same slot. Slots are never unmapped, so a stale id always
+ * points at readable memory; the `ctl` word decides whether it may be used.
+ *
+ * The ctl word packs, from high to low bits: the low 32 bits of the
+ * generation, 8 flag bits, and a 24-bit reference count. A sender takes a
+ * reference with one CAS that also checks generation and DEAD, so it can
+ * never pin a slot that has been (or is being) recycled. The actor holds
+ * one reference while alive; whoever drops the last reference after DEAD
+ * is set drains the mailbox and frees the slot. Since nothing can take a
+ * reference once DEAD is set, exactly one party sees that last drop.
+ */
+#ifndef PARLEY_RT_INTERNAL_H
+#define PARLEY_RT_INTERNAL_H
+
+#include "rt.h"
+#include "rt_map.h"
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#define RT_INDEX_BITS 24
+#define RT_INDEX_MASK ((UINT64_C(1) << RT_INDEX_BITS) - 1)
+#define RT_MAX_ACTORS_LIMIT (1u << RT_INDEX_BITS)
+#define RT_SLOT_SIZE 128
+#define RT_INLINE_STATE 24
+
+/* ctl word */
+#define CTL_REFS_MASK UINT64_C(0xffffff)
+#define CTL_DEAD (UINT64_C(1) << 24)   /* no new references */
+#define CTL_KILL (UINT64_C(1) << 25)   /* untrappable kill pending */
+#define CTL_REG (UINT64_C(1) << 26)    /* has registry entries */
+#define CTL_GEN_SHIFT 32
+#define CTL_GEN(ctl) ((uint32_t)((ctl) >> CTL_GEN_SHIFT))
+
+/* local flags, touched only by the thread running the actor */
+enum {
+    AF_INITED = 1 << 0,
+    AF_TRAP = 1 << 1,
+    AF_EXITING = 1 << 2,
+    AF_PORT = 1 << 3,
+    AF_PINNED = 1 << 4,
+    AF_STATE_HEAP = 1 << 5,
+};
+
+/* Runtime-internal message types; never seen by handlers. */
+enum {
+    SYS_EXIT_SIGNAL = RT_MSG_SYSTEM + 32, /* payload sys_exit_t */
+    SYS_LINK,                             /* from links to self */
+    SYS_UNLINK,
+    SYS_MONITOR,   /* ref: monitor ref; from: watcher */
+    SYS_DEMONITOR, /* ref */
+    SYS_DETAIL_REQ, /* payload rt_id_t to; ref */
+    SYS_WAKE,       /* no-op: wakes an actor to notice CTL_KILL */
+};
+
+/* Messages the supervisor library protocol uses: passed to handlers. */
+#define RT_MSG_LIB (RT_MSG_SYSTEM + 128)
+
+/* Set on msg->ref by rt_reply(); stripped before the handler sees it. */
+#define RT_REF_REPLY (UINT64_C(1) << 63)
+
+typedef struct sys_exit {
+    rt_id_t who;
+    int reason;
+    bool is_link; /* from a linked actor's death, not rt_kill() */
+} sys_exit_t;
+
+/* A set of ids: a small array, or a hash map once it outgrows
+ * RT_IDVEC_SMALL (a supervisor links to all of its thousands of
+ * children). */
+#define RT_IDVEC_SMALL 16
+typedef struct rt_idvec {
+    rt_id_t *v;
+    uint32_t n, cap;
+    rt_map_t *big;
+} rt_idvec_t;
+
+typedef struct rt_refpair {
+    uint64_t ref;
+    rt_id_t id;
+} rt_refpair_t;
+
+typedef struct rt_refvec {
+    rt_refpair_t *v;
+    uint32_t n, cap;
+} rt_refvec_t;
+
+struct rt_arena_chunk;
+struct rt_handle_rec;
+
+/* What few actors need, allocated on first use. */
+typedef struct rt_actor_ext {
+    rt_idvec_t links;
+    rt_refvec_t monitors;     /* (ref, target) this actor watches */
+    rt_refvec_t monitored_by; /* (ref, watcher) watching this actor */
+    rt_refvec_t pending;      /* (request ref, timeout timer ref) */
+    char **names;
+    uint32_t nnames;
+    uint64_t *keys;
+    uint32_t nkeys;
+    struct rt_arena_chunk *arena;
+    struct rt_handle_rec *handles;
+} rt_actor_ext_t;
+
+struct rt_actor {
+    _Atomic uint64_t ctl;
+    rt_msg_t *_Atomic mb_head; /* producers' end; low bit: idle mark */
+    rt_msg_t *mb_tail;         /* last consumed node (or the stub) */
+    rt_msg_t *_Atomic mb_stub; /* the stub node: only `next` is used */
+    _Atomic uint32_t mb_count; /* messages queued, for bounds and stats */
+    int32_t exit_reason;       /* with AF_EXITING */
+    _Atomic rt_id_t id;        /* written at spawn, read by senders */
+    const rt_behaviour_t *beh;
+    void *state;
+    rt_actor_ext_t *ext;
+    union {
+        void *init_arg;           /* until init has run */
+        _Atomic uint64_t handled; /* after */
+    };
+    rt_id_t parent;
+    struct rt_actor *runq_next; /* intrusive link for locked run queues */
+    uint32_t mb_limit;
+    int8_t pin;        /* scheduler index when AF_PINNED */
+    uint8_t lflags;
+    uint16_t restarts; /* set at spawn by a supervisor; saturates */
+    _Alignas(8) unsigned char istate[RT_INLINE_STATE];
+};
+
+static_assert(sizeof(struct rt_actor) == RT_SLOT_SIZE,
+              "an actor slot is exactly 128 bytes");
+static_assert(offsetof(rt_msg_t, next) == 0,
+              "the stub node is a bare next pointer");
+
+/* ---- mailbox primitives (see actor.c for the algorithm) ---- */
+
+#define MB_MARK ((uintptr_t)1)
+
+static inline rt_msg_t *unmark(rt_msg_t *p)
+{
+    return (rt_msg_t *)((uintptr_t)p & ~MB_MARK);
+}
+
+static inline rt_msg_t *stub_of(rt_actor_t *a)
+{
+    return (rt_msg_t *)&a->mb_stub;
+}
+
+/* Pushes m; returns true if the actor was idle and must be scheduled. */
+static inline bool mb_push(rt_actor_t *a, rt_msg_t *m)
+{
+    atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
+    /* acq_rel: release publishes m's contents to the consumer; acquire
+     * orders us after the consumer's idle-marking CAS. */
+    rt_msg_t *prev =
+        atomic_exchange_explicit(&a->mb_head, m, memory_order_acq_rel);
+    bool was_idle = ((uintptr_t)prev & MB_MARK) != 0;
+    atomic_store_explicit(&unmark(prev)->next, m, memory_order_release);
+    return was_idle;
+}
+
+static inline rt_msg_t *mb_pop(rt_actor_t *a)
+{
+    rt_msg_t *tail = a->mb_tail;
+    rt_msg_t *next = atomic_load_explicit(&tail->next, memory_order_acquire);
+    if (!next)
+        return NULL;
+    a->mb_tail = next;
+    if (tail != stub_of(a))
+        free(tail);
+    return next;
+}
+
+/* Tries to mark the empty mailbox idle. False if a producer got in first:
+ * then the actor must run again. */
+static inline bool mb_mark_idle(rt_actor_t *a)
+{
+    rt_msg_t *expect = a->mb_tail;
+    return atomic_compare_exchange_strong_explicit(
+        &a->mb_head, &expect, (rt_msg_t *)((uintptr_t)a->mb_tail | MB_MARK),
+        memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* ---- schedulers ---- */
+
+#define RT_RUNQ_CAP 1024u
+
+typedef struct rt_actorq {
+    rt_actor_t *head, *tail;
+    uint32_t len;
+} rt_actorq_t;
+
+typedef struct rt_cmd rt_cmd_t;
+
+typedef struct rt_sched {
+    rt_system_t *sys;
+    int index;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+
+    /* Local run queue: a ring the owner pushes at tail; the owner and
+     * thieves pop at head with a CAS. */
+    _Atomic uint32_t rq_head;
+    _Atomic uint32_t rq_tail;
+    rt_actor_t *_Atomic rq_buf[RT_RUNQ_CAP];
+
+    /* Actors pinned here that became ready on another thread. */
+    uv_mutex_t pin_lock;
+    rt_actorq_t pinq;
+    _Atomic uint32_t pin_len;
+
+    /* Commands from other threads (timers). */
+    uv_mutex_t cmd_lock;
+    rt_cmd_t *cmds;
+
+    /* Timers owned by this loop: ref -> record. */
+    uv_mutex_t timer_lock;
+    rt_map_t timers;
+
+    _Atomic int sleeping;
+
+    /* free slot indexes cached by this thread */
+    uint32_t *free_idx;
+    uint32_t nfree;
+
+    /* counters, written by the owner, read by anyone */
+    _Atomic uint64_t turns, messages, steals, sleeps;
+    _Atomic uint64_t busy_ns;
+    uint64_t last_busy_ns, last_wall_ns; /* for rt_sched_info's ratio */
+    uint32_t tick;
+} rt_sched_t;
+
+struct rt_system {
+    rt_config_t cfg;
+    int nsched;
+    rt_sched_t **sched;
+    _Atomic int nsleeping;
+    _Atomic int stopping;
+    _Atomic int running_threads;
+
+    /* the actor table */
+    unsigned char *slots;
+    uint32_t max_actors;
+    _Atomic uint32_t next_fresh;
+    uv_mutex_t free_lock;
+    uint32_t *free_idx;
+    uint32_t nfree, cap_free;
+
+    /* unpinned actors made ready outside a scheduler, or overflow */
+    uv_mutex_t glob_lock;
+    rt_actorq_t globq;
+    _Atomic uint32_t glob_len;
+
+    _Atomic uint64_t next_ref;
+    _Atomic uint32_t next_pick;
+
+    struct rt_registry *reg;
+
+    /* counters */
+    _Atomic uint64_t ports; /* live actors that are ports */
+    _Atomic uint64_t live, spawned, exited, crashed, mailbox_full;
+};
+
+static inline rt_actor_t *rt__slot(rt_system_t *sys, uint32_t index)
+{
+    return (rt_actor_t *)(sys->slots + (size_t)index * RT_SLOT_SIZE);
+}
+
+/* The scheduler of the calling thread, or NULL. */
+rt_sched_t *rt__this_sched(void);
+void rt__set_this_sched(rt_sched_t *s);
+void rt__set_current(rt_actor_t *a);
+
+/* actor.c */
+rt_actor_t *rt__acquire(rt_system_t *sys, rt_id_t id);
+void rt__release(rt_system_t *sys, rt_actor_t *a);
+void rt__run_actor(rt_sched_t *s, rt_actor_t *a);
+int rt__send_sys(rt_system_t *sys, rt_id_t to, rt_msg_t *m);
+rt_actor_ext_t *rt__ext(rt_actor_t *a);
+uint64_t rt__new_ref(rt_system_t *sys);
+int rt__idvec_add(rt_idvec_t *v, rt_id_t id);
+bool rt__idvec_del(rt_idvec_t *v, rt_id_t id);
+uint32_t rt__idvec_len(const rt_idvec_t *v);
+/* Calls fn for each id (the set must not change meanwhile). */
+void rt__idvec_each(const rt_idvec_t *v, void (*fn)(rt_id_t, void *),
+                    void *ctx);
+void rt__idvec_free(rt_idvec_t *v);
+int rt__refvec_add(rt_refvec_t *v, uint64_t ref, rt_id_t id);
+bool rt__refvec_del(rt_refvec_t *v, uint64_t ref, rt_id_t *id_out);
+void rt__kill_all(rt_system_t *sys);
+int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded);
+void rt__die(rt_system_t *sys, rt_actor_t *a, int reason);
+rt_actor_t *rt__spawn_port(rt_system_t *sys, void *port, int *err);
+uint64_t rt__monitor(rt_system_t *sys, rt_actor_t *watcher, rt_id_t other);
+enum { SYSMSG_DONE = 0, SYSMSG_PASS = 1, SYSMSG_DIE = 2 };
+int rt__handle_system(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m,
+                      int *reason);
+
+/* sched.c */
+void rt__schedule(rt_system_t *sys, rt_actor_t *a);
+int rt__sched_start(rt_system_t *sys);
+void rt__sched_join(rt_system_t *sys);
+void rt__wake_all(rt_system_t *sys);
+uint64_t rt__now_ns(void);
+
+/* commands run on a scheduler's own thread */
+struct rt_cmd {
+    rt_cmd_t *next;
+    void (*fn)(rt_sched_t *s, void *arg);
+    void *arg;
+};
+void rt__post(rt_sched_t *s, void (*fn)(rt_sched_t *, void *), void *arg);
+
+/* timer.c */
+void rt__timers_init(rt_sched_t *s);
+void rt__timers_close(rt_sched_t *s);
+void rt__pending_drop(rt_system_t *sys, rt_actor_t *a);
+bool rt__pending_take(rt_system_t *sys, rt_actor_t *a, uint64_t ref);
+
+/* registry.c */
+int rt__registry_init(rt_system_t *sys);
+void rt__registry_free(rt_system_t *sys);
+void rt__unregister_all(rt_system_t *sys, rt_actor_t *a);
+
+/* port.c */
+void rt__port_notify(rt_actor_t *a);
+
+/* handles */
+void rt__handles_close(rt_actor_t *a);
+void rt__arena_free(rt_actor_t *a);
+
+#endif /* PARLEY_RT_INTERNAL_H */
