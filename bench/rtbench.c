@@ -198,8 +198,21 @@ static void json_int(const char *key, long long v)
     printf(",\"%s\":%lld", key, v);
 }
 
+/* The runtime's own counters, to check the work against: a supervisor
+ * run must show a crash per restart, a fan-out run its refused sends. */
+static void json_system_info(void)
+{
+    rt_system_info_t si;
+
+    rt_system_info(g.sys, &si);
+    json_int("rt_spawned", (long long)si.spawned);
+    json_int("rt_crashed", (long long)si.crashed);
+    json_int("rt_mailbox_full", (long long)si.mailbox_full);
+}
+
 static void json_end(void)
 {
+    json_system_info();
     json_int("peak_rss_kb", status_kb("VmHWM"));
     printf("}\n");
     fflush(stdout);
