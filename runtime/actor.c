@@ -146,6 +146,25 @@ uint64_t rt__new_ref(rt_system_t *sys)
 
 /* ---- slots --------------------------------------------------------------- */
 
+static void flush_free_cache(rt_sched_t *s, void *arg)
+{
+    (void)arg;
+    rt_system_t *sys = s->sys;
+    uv_mutex_lock(&sys->free_lock);
+    while (s->nfree) {
+        if (sys->nfree == sys->cap_free) {
+            uint32_t ncap = sys->cap_free ? sys->cap_free * 2 : 1024;
+            uint32_t *n = realloc(sys->free_idx, ncap * sizeof(*n));
+            if (!n)
+                break;
+            sys->free_idx = n;
+            sys->cap_free = ncap;
+        }
+        sys->free_idx[sys->nfree++] = s->free_idx[--s->nfree];
+    }
+    uv_mutex_unlock(&sys->free_lock);
+}
+
 static uint32_t slot_alloc(rt_system_t *sys)
 {
     rt_sched_t *s = rt__this_sched();
@@ -169,6 +188,13 @@ static uint32_t slot_alloc(rt_system_t *sys)
                                              memory_order_relaxed);
     if (idx >= sys->max_actors) {
         atomic_fetch_sub_explicit(&sys->next_fresh, 1, memory_order_relaxed);
+        /* Free slots may sit in schedulers' caches; have them handed back
+         * so the caller's next try can succeed. */
+        for (int i = 0; i < sys->nsched; i++)
+            if (sys->sched[i] != s)
+                rt__post(sys->sched[i], flush_free_cache, NULL);
+        if (s && s->sys == sys)
+            flush_free_cache(s, NULL);
         return UINT32_MAX;
     }
     return idx;
@@ -233,19 +259,33 @@ rt_actor_t *rt__acquire(rt_system_t *sys, rt_id_t id)
     return a;
 }
 
+static int send_exit(rt_system_t *sys, rt_id_t to, rt_id_t who, int reason,
+                     bool is_link);
+static void send_down(rt_system_t *sys, rt_id_t watcher, uint64_t ref,
+                      rt_id_t who, int reason);
+
 static void slot_reclaim(rt_system_t *sys, rt_actor_t *a)
 {
     /* No producer holds a reference and none can take one: every push has
-     * linked its node, so the whole chain is reachable from the tail. */
+     * linked its node, so the whole chain is reachable from the tail. A
+     * link or monitor that arrived too late to be seen is answered as if
+     * made after the death, so nobody waits forever for it. */
+    rt_id_t id = a->id;
     rt_msg_t *n = a->mb_tail;
     while (n) {
         rt_msg_t *next = atomic_load_explicit(&n->next, memory_order_acquire);
+        if (n != a->mb_tail) { /* the tail was consumed already */
+            if (n->type == SYS_LINK)
+                send_exit(sys, n->from, id, a->exit_reason, true);
+            else if (n->type == SYS_MONITOR)
+                send_down(sys, n->from, n->ref, id, a->exit_reason);
+        }
         if (n != stub_of(a))
             free(n);
         n = next;
     }
     a->mb_tail = NULL;
-    uint32_t idx = (uint32_t)(a->id & RT_INDEX_MASK);
+    uint32_t idx = (uint32_t)(id & RT_INDEX_MASK);
     atomic_fetch_sub_explicit(&sys->live, 1, memory_order_relaxed);
     slot_free(sys, idx);
 }
@@ -470,14 +510,22 @@ void rt_msg_free(rt_msg_t *m)
 
 int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
 {
-    uint32_t n =
+    if (!bounded) {
         atomic_fetch_add_explicit(&a->mb_count, 1, memory_order_relaxed);
-    if (bounded && n >= a->mb_limit) {
-        atomic_fetch_sub_explicit(&a->mb_count, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&sys->mailbox_full, 1,
-                                  memory_order_relaxed);
-        free(m);
-        return RT_EFULL;
+    } else {
+        /* a CAS, not add-then-undo, so the count never shows more than
+         * the bound, even for an instant */
+        uint32_t n = atomic_load_explicit(&a->mb_count, memory_order_relaxed);
+        do {
+            if (n >= a->mb_limit) {
+                atomic_fetch_add_explicit(&sys->mailbox_full, 1,
+                                          memory_order_relaxed);
+                free(m);
+                return RT_EFULL;
+            }
+        } while (!atomic_compare_exchange_weak_explicit(
+            &a->mb_count, &n, n + 1, memory_order_relaxed,
+            memory_order_relaxed));
     }
     if (mb_push(a, m)) {
         if (a->lflags & AF_PORT)
@@ -708,6 +756,7 @@ static void exit_link(rt_id_t to, void *ctx)
 
 void rt__die(rt_system_t *sys, rt_actor_t *a, int reason)
 {
+    a->exit_reason = reason;
     if ((a->lflags & AF_INITED) && a->beh->terminate)
         a->beh->terminate(a, reason);
 
@@ -852,6 +901,8 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
         if (!m)
             break;
         n++;
+        /* the depth counts messages waiting, not the one in hand */
+        atomic_fetch_sub_explicit(&a->mb_count, 1, memory_order_relaxed);
         int what = SYSMSG_PASS;
         if (m->type >= RT_MSG_SYSTEM && m->type < RT_MSG_LIB) {
             what = rt__handle_system(sys, a, m, &reason);
@@ -878,7 +929,6 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
         }
     }
     if (n) {
-        atomic_fetch_sub_explicit(&a->mb_count, n, memory_order_relaxed);
         atomic_store_explicit(
             &a->handled,
             atomic_load_explicit(&a->handled, memory_order_relaxed) + n,

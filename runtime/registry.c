@@ -212,11 +212,15 @@ int rt_register(rt_system_t *sys, const char *name, rt_id_t id)
     return add(sys, name, 0, id);
 }
 
+/* Keys are stored mixed with a constant, so that 0, which the maps reserve
+ * for "empty", is a valid key; the one key that mixes to 0 is refused. */
+#define KEY_SALT UINT64_C(0x5851f42d4c957f2d)
+
 int rt_register_key(rt_system_t *sys, uint64_t key, rt_id_t id)
 {
-    if (!key)
+    if ((key ^ KEY_SALT) == 0)
         return RT_EINVAL;
-    return add(sys, NULL, key, id);
+    return add(sys, NULL, key ^ KEY_SALT, id);
 }
 
 int rt_unregister(rt_system_t *sys, const char *name)
@@ -237,6 +241,7 @@ int rt_unregister_key(rt_system_t *sys, uint64_t key)
 {
     struct rt_registry *r = sys->reg;
     uint64_t v;
+    key ^= KEY_SALT;
     uv_mutex_lock(&r->lock);
     bool found = rt_map_del(&r->keys, key, &v);
     if (found) {
@@ -264,6 +269,7 @@ rt_id_t rt_whereis_key(rt_system_t *sys, uint64_t key)
 {
     struct rt_registry *r = sys->reg;
     uint64_t v;
+    key ^= KEY_SALT;
     uv_mutex_lock(&r->lock);
     rt_id_t id =
         rt_map_get(&r->keys, key, &v) ? ((reg_entry_t *)(uintptr_t)v)->id : 0;

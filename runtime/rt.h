@@ -58,9 +58,13 @@ typedef uint64_t rt_id_t;
 typedef struct rt_system rt_system_t;
 typedef struct rt_actor rt_actor_t;
 
-/* Exit reasons are ints: RT_NORMAL and RT_SHUTDOWN are normal exits,
- * RT_EKILLED is an untrappable kill, any other negative value is a crash
- * with that cause. */
+/* Exit reasons are ints. RT_NORMAL is the quiet end: it alone does not
+ * spread along links to actors that do not trap exits. RT_SHUTDOWN is what
+ * a supervisor asks of a child; like any other reason it ends non-trapping
+ * linked actors (as in Erlang), but it counts as normal for restart
+ * decisions (a transient child is not restarted). RT_EKILLED sent with
+ * rt_kill() cannot be trapped. Any other negative value is a crash with
+ * that cause. */
 enum { RT_NORMAL = 0, RT_SHUTDOWN = 1 };
 
 static inline bool rt_reason_is_normal(int reason)
@@ -231,9 +235,9 @@ void rt_demonitor(rt_actor_t *self, uint64_t ref);
 
 /* ---- names -------------------------------------------------------------- */
 
-/* Registers a name (a string) or a key (64 bits) for `id`. A name is
- * removed when its actor ends. RT_EEXIST if taken by a live actor. Any
- * thread. */
+/* Registers a name (a string) or a key (64 bits, any value but one
+ * reserved constant, which gives RT_EINVAL) for `id`. A name is removed
+ * when its actor ends. RT_EEXIST if taken by a live actor. Any thread. */
 int rt_register(rt_system_t *sys, const char *name, rt_id_t id);
 int rt_register_key(rt_system_t *sys, uint64_t key, rt_id_t id);
 int rt_unregister(rt_system_t *sys, const char *name);
