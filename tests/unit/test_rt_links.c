@@ -141,9 +141,15 @@ static rt_id_t spawn_peer(fixture_t *f, rt_id_t link, bool trap)
     return trt_spawn(f->sys, &peer, &f->tp->id, &so);
 }
 
-static void tell(fixture_t *f, rt_id_t to, uint32_t type, int64_t v)
+#define tell(f, to, type, v) tell_at(f, to, type, v, __LINE__)
+
+static void tell_at(fixture_t *f, rt_id_t to, uint32_t type, int64_t v,
+                    int line)
 {
-    assert_int_equal(rt_send_copy(f->sys, to, type, &v, sizeof(v)), 0);
+    int rc = rt_send_copy(f->sys, to, type, &v, sizeof(v));
+    if (rc != 0)
+        fail_msg("line %d: send %u to %llu: %s", line, type,
+                 (unsigned long long)to, rt_strerror(rc));
 }
 
 /* Sends a ping and waits for the pong: the actor is alive and has handled
@@ -254,32 +260,37 @@ static void test_trap_exit(void **state)
     assert_no_handler_failures();
 }
 
-/* Normal exits (RT_NORMAL, RT_SHUTDOWN) do not end a non-trapping link: it
- * is still there to be killed later, and its DOWN says so. A trapping link
- * is told of them. */
-static void test_normal_exit_not_propagated(void **state)
+/* A normal exit (RT_NORMAL or RT_SHUTDOWN, as `how` ends it) does not end
+ * a non-trapping link: it is still there to be killed later, and its DOWN
+ * says so. A trapping link is told of it. */
+static void normal_exit_case(fixture_t *f, uint32_t how, int reason)
 {
-    fixture_t *f = *state;
     rt_id_t a = spawn_peer(f, 0, false);
     rt_id_t t = spawn_peer(f, 0, true);
     uint64_t ra = rt_port_monitor(f->tp->p, a);
-    rt_id_t b1 = spawn_peer(f, a, false);
-    rt_id_t b2 = spawn_peer(f, a, false);
-    tell(f, t, T_LINK, (int64_t)b1);
+    rt_id_t b = spawn_peer(f, a, false);
+    tell(f, t, T_LINK, (int64_t)b);
     assert_int_equal(wait_from(f, EV_LINKED, t).a, 0);
-    uint64_t r1 = rt_port_monitor(f->tp->p, b1);
-    uint64_t r2 = rt_port_monitor(f->tp->p, b2);
-    tell(f, b1, T_STOP, 0);
-    tell(f, b2, T_EXIT, RT_SHUTDOWN);
-    assert_int_equal(down_reason(f, r1), RT_NORMAL);
-    assert_int_equal(down_reason(f, r2), RT_SHUTDOWN);
+    uint64_t rb = rt_port_monitor(f->tp->p, b);
+    tell(f, b, how, reason);
+    assert_int_equal(down_reason(f, rb), reason);
     trt_event_t ev = wait_from(f, EV_EXIT, t);
-    assert_int_equal(ev.a, b1);
-    assert_int_equal(ev.b, RT_NORMAL);
+    assert_int_equal(ev.a, b);
+    assert_int_equal(ev.b, reason);
     ping(f, a);
     assert_int_equal(rt_kill(f->sys, a, RT_EKILLED), 0);
     assert_int_equal(down_reason(f, ra), RT_EKILLED);
     assert_no_handler_failures();
+}
+
+static void test_normal_exit_not_propagated(void **state)
+{
+    normal_exit_case(*state, T_STOP, RT_NORMAL);
+}
+
+static void test_shutdown_exit_not_propagated(void **state)
+{
+    normal_exit_case(*state, T_EXIT, RT_SHUTDOWN);
 }
 
 /* rt_kill: any reason but RT_EKILLED is an exit signal (trappable; ends a
@@ -434,6 +445,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trap_exit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_normal_exit_not_propagated, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_exit_not_propagated,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_demonitor, setup, teardown),

@@ -209,7 +209,8 @@ static void test_many_names(void **state)
             snprintf(name, sizeof(name), "n%d.%d", a, i);
             assert_int_equal(rt_register(sys, name, ids[a]), 0);
             assert_int_equal(
-                rt_register_key(sys, (uint64_t)a << 32 | (uint64_t)i, ids[a]),
+                rt_register_key(sys, ((uint64_t)a << 32 | (uint64_t)i) + 1,
+                                ids[a]),
                 0);
         }
     }
@@ -224,7 +225,8 @@ static void test_many_names(void **state)
             rt_id_t want = a % 2 ? ids[a] : 0;
             assert_int_equal(rt_whereis(sys, name), want);
             assert_int_equal(
-                rt_whereis_key(sys, (uint64_t)a << 32 | (uint64_t)i), want);
+                rt_whereis_key(sys, ((uint64_t)a << 32 | (uint64_t)i) + 1),
+                want);
         }
     trt_port_free(tp);
 }
