@@ -3,7 +3,7 @@
 # Paths are relative to this file, so the including directory does not
 # matter.
 
-foreach(t codec)
+foreach(t codec ws)
   add_executable(test_proto_${t} ${CMAKE_CURRENT_LIST_DIR}/test_proto_${t}.c)
   target_link_libraries(test_proto_${t} PRIVATE parley_proto
                         PkgConfig::CMOCKA)
