@@ -31,6 +31,16 @@
  *    sizeof(ws_conn_t) = 104 bytes on x86-64 and nothing on the heap
  *    (asserted in tests/unit/test_proto_ws.c, test_idle_footprint).
  *
+ * Typical use in a server connection actor:
+ *
+ *     static const ws_config_t cfg = {.on_write = queue_bytes,
+ *                                     .on_message = handle_request};
+ *     ws_conn_init_server(&conn->ws, &cfg, conn);      (on accept)
+ *     rc = ws_feed(&conn->ws, buf, nread);             (on each read)
+ *     if (rc != 0) flush what was queued, then close the socket;
+ *     ws_send(&conn->ws, sb.data, sb.size);           (reply or event)
+ *     ws_conn_free(&conn->ws);                         (on socket close)
+ *
  * Not thread-safe: one thread at a time per connection. Callbacks may
  * call ws_send(), ws_ping() and ws_close() on the same connection, but
  * never ws_conn_free().
