@@ -1,0 +1,623 @@
+/*
+ * actors/conn.c - one connection actor per client socket. See conn.h.
+ *
+ * Libuv callbacks (reads, writes, the timer) run on the actor's scheduler
+ * between its turns, outside its handler, where rt_current() is NULL. So
+ * they use only calls documented "any thread", and a connection that must
+ * end sends itself CHAT_CONN_STOP; its handler returns RT_STOP and the
+ * runtime closes the handles.
+ */
+#include "conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "accounts.h"
+#include "codec.h"
+#include "log.h"
+
+#define READ_BUF       65536 /* one per scheduler thread */
+#define ACC_SLOTS      4     /* account requests in flight per connection */
+#define ACC_TIMEOUT_MS 15000
+#define CLOSE_GRACE_MS 2000 /* for the peer's close frame and our writes */
+#define SERVER_NAME    "parleyd/0.1.0"
+
+_Atomic long chat_conn_live;
+
+typedef enum conn_phase {
+    CP_OPEN,    /* HTTP or WebSocket in progress */
+    CP_CLOSING, /* our close frame is out: waiting for the peer's */
+    CP_ENDING,  /* shutting the socket down after the last write */
+    CP_DEAD,    /* STOP sent to self */
+} conn_phase_t;
+
+typedef struct conn {
+    rt_system_t *sys;
+    rt_id_t id;
+    const chat_listener_args_t *la;
+    uv_tcp_t *tcp;
+    uv_timer_t *timer;
+    uv_shutdown_t *shut;
+    ws_conn_t ws;
+    uint64_t last_rx;   /* uv_now() of the last byte read */
+    uint64_t deadline;  /* CLOSING/ENDING: when to give up, uv_now() */
+    uint64_t bucket_at; /* request rate: tokens are milli-requests */
+    uint64_t bucket;
+    uint64_t uid, devid;
+    struct {
+        uint64_t reqid, deadline;
+    } acc[ACC_SLOTS];
+    uint16_t bad; /* malformed requests in a row */
+    uint8_t phase;
+    uint8_t pinged;
+    uint8_t slow;    /* send queue over its bound */
+    uint8_t counted; /* in chat_conn_live */
+    char user[PROTO_MAX_NAME + 1];
+} conn_t;
+
+static _Thread_local char read_buf[READ_BUF];
+static _Thread_local proto_dec_t *decoder;
+
+typedef struct conn_write {
+    uv_write_t req;
+    char data[];
+} conn_write_t;
+
+/* ---- ending ------------------------------------------------------------- */
+
+static void conn_stop(conn_t *c)
+{
+    if (c->phase == CP_DEAD)
+        return;
+    c->phase = CP_DEAD;
+    uv_read_stop((uv_stream_t *)c->tcp);
+    rt_send_copy(c->sys, c->id, CHAT_CONN_STOP, NULL, 0);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+
+    free(req);
+    if (c) {
+        c->shut = NULL;
+        conn_stop(c);
+    }
+}
+
+/* Lets queued writes finish, then ends; the timer ends it anyway after
+ * CLOSE_GRACE_MS. */
+static void conn_end(conn_t *c)
+{
+    if (c->phase >= CP_ENDING)
+        return;
+    c->phase = CP_ENDING;
+    c->deadline = uv_now(c->tcp->loop) + CLOSE_GRACE_MS;
+    uv_read_stop((uv_stream_t *)c->tcp);
+    c->shut = malloc(sizeof(*c->shut));
+    if (!c->shut ||
+        uv_shutdown(c->shut, (uv_stream_t *)c->tcp, on_shutdown) < 0) {
+        free(c->shut);
+        c->shut = NULL;
+        conn_stop(c);
+        return;
+    }
+    c->shut->data = c;
+}
+
+/* Starts the close handshake; ends at once when there is nothing to
+ * close (before the upgrade). */
+static void conn_close(conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->phase != CP_OPEN)
+        return;
+    int rc = ws_close(&c->ws, code, reason);
+    if (rc != 0) {
+        conn_end(c);
+        return;
+    }
+    c->phase = CP_CLOSING;
+    c->deadline = uv_now(c->tcp->loop) + CLOSE_GRACE_MS;
+}
+
+static void after_io(conn_t *c, int rc)
+{
+    if (c->slow && c->phase == CP_OPEN) {
+        rt_log(RT_LOG_INFO, "conn",
+               "id=%llu event=slow_reader queued=%zu action=close",
+               (unsigned long long)c->id, c->tcp->write_queue_size);
+        uv_read_stop((uv_stream_t *)c->tcp);
+        conn_close(c, WS_CLOSE_POLICY, "send queue full: reading too slowly");
+        conn_end(c);
+    } else if (rc < 0) {
+        conn_stop(c);
+    } else if (rc == WS_DONE) {
+        conn_end(c);
+    }
+}
+
+/* ---- writing ---------------------------------------------------------------
+ */
+
+static void on_written(uv_write_t *req, int status)
+{
+    free(req->data);
+}
+
+static int on_write(void *user, const uint8_t *data, size_t len, bool more)
+{
+    conn_t *c = user;
+    uv_stream_t *s = (uv_stream_t *)c->tcp;
+    size_t off = 0;
+
+    if (c->phase == CP_DEAD)
+        return -EPIPE;
+    if (rt_fault("ws.write") == RT_FAULT_FAIL)
+        return -EIO;
+    if (s->write_queue_size == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write(s, &b, 1);
+        if (n >= 0)
+            off = (size_t)n;
+        else if (n != UV_EAGAIN)
+            return -EPIPE;
+    }
+    if (off == len)
+        return 0;
+    if (s->write_queue_size + (len - off) > c->la->cfg->send_queue_max)
+        c->slow = 1; /* queued all the same: cut after this event */
+    conn_write_t *w = malloc(sizeof(*w) + len - off);
+    if (!w)
+        return -ENOMEM;
+    memcpy(w->data, data + off, len - off);
+    w->req.data = w;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)(len - off));
+    if (uv_write(&w->req, s, &b, 1, on_written) < 0) {
+        free(w);
+        return -EPIPE;
+    }
+    return 0;
+}
+
+static void send_sb(conn_t *c, msgpack_sbuffer *sb)
+{
+    if (c->phase == CP_OPEN)
+        ws_send(&c->ws, sb->data, sb->size);
+}
+
+static void send_err(conn_t *c, uint64_t re, int code, const char *msg,
+                     uint64_t retry)
+{
+    msgpack_sbuffer sb;
+
+    msgpack_sbuffer_init(&sb);
+    if (proto_enc_err(&sb, re, code, msg, retry) == 0)
+        send_sb(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- requests
+ * ---------------------------------------------------------------- */
+
+static void copy_str(char *dst, size_t cap, proto_str_t s)
+{
+    size_t n = s.ptr ? (s.len < cap - 1 ? s.len : cap - 1) : 0;
+
+    if (n)
+        memcpy(dst, s.ptr, n);
+    dst[n] = '\0';
+}
+
+static void peer_addr(conn_t *c, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    int n = sizeof(ss);
+
+    snprintf(buf, len, "?");
+    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &n) < 0)
+        return;
+    if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+    else
+        uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+}
+
+static void to_accounts(conn_t *c, const proto_req_t *req)
+{
+    chat_acc_req_t a;
+    int slot = -1;
+
+    for (int i = 0; i < ACC_SLOTS && slot < 0; i++)
+        if (!c->acc[i].reqid)
+            slot = i;
+    if (slot < 0)
+        return send_err(c, req->id, PROTO_E_BUSY,
+                        "too many account requests in flight", 0);
+    memset(&a, 0, sizeof(a));
+    a.op = req->op;
+    a.reply_to = c->id;
+    a.reqid = req->id;
+    a.uid = c->uid;
+    a.devid = c->devid;
+    switch (req->op) {
+    case PROTO_OP_REGISTER:
+        copy_str(a.user, sizeof(a.user), req->u.reg.user);
+        copy_str(a.password, sizeof(a.password), req->u.reg.password);
+        break;
+    case PROTO_OP_LOGIN:
+        copy_str(a.user, sizeof(a.user), req->u.login.user);
+        copy_str(a.password, sizeof(a.password), req->u.login.password);
+        copy_str(a.device, sizeof(a.device), req->u.login.device);
+        break;
+    case PROTO_OP_RESUME:
+        a.token_len = req->u.resume.token.len;
+        memcpy(a.token, req->u.resume.token.ptr, a.token_len);
+        break;
+    case PROTO_OP_DEVICE_REVOKE:
+        a.target = req->u.device_revoke.device;
+        break;
+    default:
+        break;
+    }
+    peer_addr(c, a.addr, sizeof(a.addr));
+    rt_id_t acc = rt_whereis(c->sys, CHAT_ACCOUNTS_NAME);
+    int rc = acc ? rt_send_copy(c->sys, acc, CHAT_ACC_REQ, &a, sizeof(a))
+                 : RT_ENOPROC;
+    sodium_memzero(&a, sizeof(a));
+    if (rc == RT_EFULL)
+        return send_err(c, req->id, PROTO_E_BUSY, "accounts busy", 1000);
+    if (rc < 0)
+        return send_err(c, req->id, PROTO_E_INTERNAL, "accounts unavailable",
+                        0);
+    c->acc[slot].reqid = req->id ? req->id : UINT64_MAX;
+    c->acc[slot].deadline = uv_now(c->tcp->loop) + ACC_TIMEOUT_MS;
+}
+
+/* Token bucket in milli-requests. Returns 0, or the ms to wait. */
+static uint64_t rate_wait(conn_t *c)
+{
+    const chat_config_t *cfg = c->la->cfg;
+    uint64_t now = uv_now(c->tcp->loop), cap = cfg->request_burst * 1000ull;
+
+    c->bucket += (now - c->bucket_at) * cfg->request_rate;
+    c->bucket_at = now;
+    if (c->bucket > cap)
+        c->bucket = cap;
+    if (c->bucket >= 1000) {
+        c->bucket -= 1000;
+        return 0;
+    }
+    return (1000 - c->bucket + cfg->request_rate - 1) / cfg->request_rate;
+}
+
+static void on_request(conn_t *c, const proto_req_t *req)
+{
+    const chat_config_t *cfg = c->la->cfg;
+    msgpack_sbuffer sb;
+    uint64_t wait = rate_wait(c);
+
+    if (wait)
+        return send_err(c, req->id, PROTO_E_RATE_LIMITED, "too many requests",
+                        wait);
+    if (proto_op_needs_session(req->op) && !c->uid)
+        return send_err(c, req->id, PROTO_E_NOT_LOGGED_IN,
+                        "log in or resume first", 0);
+    switch (req->op) {
+    case PROTO_OP_HELLO:
+        msgpack_sbuffer_init(&sb);
+        if (proto_enc_hello_ok(&sb, req->id, SERVER_NAME, cfg->max_message,
+                               PROTO_MAX_BODY) == 0)
+            send_sb(c, &sb);
+        msgpack_sbuffer_destroy(&sb);
+        return;
+    case PROTO_OP_REGISTER:
+    case PROTO_OP_LOGIN:
+    case PROTO_OP_RESUME:
+        if (c->uid)
+            return send_err(c, req->id, PROTO_E_ALREADY_LOGGED_IN,
+                            "already logged in", 0);
+        return to_accounts(c, req);
+    case PROTO_OP_LOGOUT:
+    case PROTO_OP_DEVICE_LIST:
+    case PROTO_OP_DEVICE_REVOKE:
+        return to_accounts(c, req);
+    default:
+        /* TODO: messaging, presence and groups need the session actors;
+         * until then their operations are refused as a server fault. */
+        return send_err(c, req->id, PROTO_E_INTERNAL,
+                        "operation not implemented yet", 0);
+    }
+}
+
+static void on_message(void *user, const uint8_t *msg, size_t len)
+{
+    conn_t *c = user;
+    proto_req_t req;
+    msgpack_sbuffer sb;
+
+    if (c->phase != CP_OPEN)
+        return;
+    if (!decoder && (decoder = malloc(sizeof(*decoder))) &&
+        proto_dec_init(decoder) < 0) {
+        free(decoder);
+        decoder = NULL;
+    }
+    if (!decoder)
+        return send_err(c, 0, PROTO_E_INTERNAL, "out of memory", 0);
+    int rc = proto_decode_req(decoder, msg, len, &req);
+    if (rc == 0) {
+        c->bad = 0;
+        return on_request(c, &req);
+    }
+    msgpack_sbuffer_init(&sb);
+    if (proto_enc_decode_error(&sb, &req, rc) == 0)
+        send_sb(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (++c->bad >= c->la->cfg->max_bad_frames) {
+        rt_log(RT_LOG_INFO, "conn", "id=%llu event=too_many_bad_requests",
+               (unsigned long long)c->id);
+        conn_close(c, WS_CLOSE_POLICY, "too many malformed requests");
+    }
+}
+
+/* ---- reading and the timer
+ * ---------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    *buf = uv_buf_init(read_buf, sizeof(read_buf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_stop(c);
+        return;
+    }
+    c->last_rx = uv_now(s->loop);
+    c->pinged = 0;
+    int rc = ws_feed(&c->ws, (const uint8_t *)buf->base, (size_t)nread);
+    after_io(c, rc);
+}
+
+static void expire_accounts(conn_t *c, uint64_t now)
+{
+    for (int i = 0; i < ACC_SLOTS; i++) {
+        if (c->acc[i].reqid && now >= c->acc[i].deadline) {
+            uint64_t re = c->acc[i].reqid;
+            c->acc[i].reqid = 0;
+            send_err(c, re == UINT64_MAX ? 0 : re, PROTO_E_INTERNAL,
+                     "accounts did not answer", 0);
+        }
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    const chat_config_t *cfg = c->la->cfg;
+    uint64_t now = uv_now(t->loop), quiet = now - c->last_rx;
+
+    if (c->phase == CP_CLOSING || c->phase == CP_ENDING) {
+        if (now >= c->deadline)
+            conn_stop(c);
+        return;
+    }
+    if (c->phase != CP_OPEN)
+        return;
+    if (ws_phase(&c->ws) == WS_PHASE_HTTP) {
+        if (quiet >= cfg->handshake_timeout_ms)
+            conn_stop(c);
+        return;
+    }
+    expire_accounts(c, now);
+    if (quiet >= cfg->idle_timeout_ms) {
+        conn_close(c, WS_CLOSE_NORMAL, "idle timeout");
+    } else if (quiet >= cfg->ping_interval_ms && !c->pinged) {
+        c->pinged = 1;
+        after_io(c, ws_ping(&c->ws, NULL, 0));
+    }
+}
+
+/* The tick: often enough to see each deadline within a quarter of it. */
+static uint64_t tick_ms(const chat_config_t *cfg)
+{
+    uint64_t t = cfg->ping_interval_ms / 4;
+
+    if (cfg->handshake_timeout_ms / 4 < t)
+        t = cfg->handshake_timeout_ms / 4;
+    if (CLOSE_GRACE_MS / 4 < t)
+        t = CLOSE_GRACE_MS / 4;
+    return t < 25 ? 25 : t;
+}
+
+/* ---- the actor
+ * --------------------------------------------------------------- */
+
+typedef struct conn_arg {
+    const chat_listener_args_t *la;
+    int fd;
+} conn_arg_t;
+
+static int conn_init(rt_actor_t *self, void *arg)
+{
+    conn_t *c = rt_state(self);
+    conn_arg_t a = *(conn_arg_t *)arg;
+    uv_loop_t *loop = rt_loop(self);
+
+    free(arg);
+    c->sys = rt_system(self);
+    c->id = rt_self(self);
+    c->la = a.la;
+    c->tcp = rt_handle_new(self, sizeof(uv_tcp_t));
+    c->timer = rt_handle_new(self, sizeof(uv_timer_t));
+    if (!c->tcp || !c->timer || uv_tcp_init(loop, c->tcp) < 0) {
+        close(a.fd);
+        return RT_ENOMEM;
+    }
+    c->tcp->data = c;
+    if (uv_tcp_open(c->tcp, a.fd) < 0) {
+        close(a.fd);
+        return RT_EINVAL;
+    }
+    uv_tcp_nodelay(c->tcp, 1);
+    uv_timer_init(loop, c->timer);
+    c->timer->data = c;
+    ws_conn_init_server(&c->ws, &c->la->ws, c);
+    c->last_rx = c->bucket_at = uv_now(loop);
+    c->bucket = c->la->cfg->request_burst * 1000ull;
+    uint64_t tick = tick_ms(c->la->cfg);
+    uv_timer_start(c->timer, on_tick, tick, tick);
+    if (uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read) < 0)
+        return RT_EINVAL;
+    atomic_fetch_add_explicit(&chat_conn_live, 1, memory_order_relaxed);
+    c->counted = 1;
+    return 0;
+}
+
+static void on_acc_reply(conn_t *c, const rt_msg_t *msg)
+{
+    const chat_acc_reply_t *r = (const chat_acc_reply_t *)msg->data;
+    char name[32];
+
+    if (msg->size < sizeof(*r) || msg->size - sizeof(*r) < r->wire_len)
+        return;
+    for (int i = 0; i < ACC_SLOTS; i++)
+        if (c->acc[i].reqid == (r->reqid ? r->reqid : UINT64_MAX)) {
+            c->acc[i].reqid = 0;
+            break;
+        }
+    if (r->code == 0 && (r->op == PROTO_OP_LOGIN || r->op == PROTO_OP_RESUME)) {
+        c->uid = r->uid;
+        c->devid = r->devid;
+        memcpy(c->user, r->user, sizeof(c->user));
+        chat_device_name(c->devid, name);
+        /* TODO: a second connection of one device is not registered, so
+         * only the first hears of a revocation; sessions will fix it. */
+        rt_register(c->sys, name, c->id);
+    } else if (r->code == 0 && r->op == PROTO_OP_LOGOUT) {
+        chat_device_name(c->devid, name);
+        rt_unregister(c->sys, name);
+        c->uid = c->devid = 0;
+        c->user[0] = '\0';
+    }
+    if (c->phase == CP_OPEN)
+        after_io(c, ws_send(&c->ws, r->wire, r->wire_len));
+}
+
+static void on_revoked(conn_t *c)
+{
+    msgpack_sbuffer sb;
+
+    msgpack_sbuffer_init(&sb);
+    if (proto_enc_ev_revoked(&sb) == 0)
+        send_sb(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    c->uid = c->devid = 0;
+    conn_close(c, WS_CLOSE_POLICY, "device revoked");
+}
+
+static int conn_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    conn_t *c = rt_state(self);
+
+    switch (msg->type) {
+    case CHAT_CONN_STOP:
+        return RT_STOP;
+    case CHAT_ACC_REPLY:
+        on_acc_reply(c, msg);
+        break;
+    case CHAT_ACC_REVOKED:
+        on_revoked(c);
+        break;
+    case RT_MSG_EXIT: {
+        rt_exit_info_t x;
+        memcpy(&x, msg->data, sizeof(x));
+        /* Only an orderly stop of the server closes us; a crash of the
+         * listener leaves its connections serving. */
+        if (x.reason == RT_SHUTDOWN) {
+            if (ws_phase(&c->ws) == WS_PHASE_HTTP)
+                conn_end(c);
+            else
+                conn_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        }
+        break;
+    }
+    }
+    return RT_CONTINUE;
+}
+
+static void conn_terminate(rt_actor_t *self, int reason)
+{
+    conn_t *c = rt_state(self);
+
+    if (!c->tcp || !c->la)
+        return;
+    if (c->shut)
+        c->shut->data = NULL; /* its callback may run after we are gone */
+    ws_conn_free(&c->ws);
+    if (c->counted)
+        atomic_fetch_sub_explicit(&chat_conn_live, 1, memory_order_relaxed);
+}
+
+static void conn_describe(rt_actor_t *self, char *buf, size_t len)
+{
+    conn_t *c = rt_state(self);
+
+    snprintf(buf, len, "user=%s device=%llu phase=%d queued=%zu",
+             c->user[0] ? c->user : "-", (unsigned long long)c->devid, c->phase,
+             c->tcp ? c->tcp->write_queue_size : 0);
+}
+
+const rt_behaviour_t chat_conn_behaviour = {
+    .kind = "conn",
+    .state_size = sizeof(conn_t),
+    .init = conn_init,
+    .handle = conn_handle,
+    .terminate = conn_terminate,
+    .describe = conn_describe,
+};
+
+void chat_listener_args_init(chat_listener_args_t *a, const chat_config_t *cfg,
+                             int fd, int index)
+{
+    memset(a, 0, sizeof(*a));
+    a->cfg = cfg;
+    a->fd = fd;
+    a->index = index;
+    a->ws.max_message = cfg->max_message;
+    a->ws.subprotocol = PROTO_VERSION;
+    a->ws.on_write = on_write;
+    a->ws.on_message = on_message;
+}
+
+int chat_conn_spawn(rt_system_t *sys, const chat_listener_args_t *a,
+                    rt_id_t listener, int fd)
+{
+    conn_arg_t *arg = malloc(sizeof(*arg));
+    rt_spawn_opts_t o = {.pinned = true,
+                         .pin = a->index,
+                         .link = listener,
+                         .trap_exit = true,
+                         .parent = listener};
+    int err = 0;
+
+    if (!arg) {
+        close(fd);
+        return RT_ENOMEM;
+    }
+    arg->la = a;
+    arg->fd = fd;
+    if (!rt_spawn(sys, &chat_conn_behaviour, arg, &o, &err)) {
+        free(arg);
+        close(fd);
+        return err;
+    }
+    return 0;
+}

@@ -1,0 +1,57 @@
+/*
+ * actors/conn.h - listeners and connection actors.
+ *
+ * One listener per scheduler, pinned to it, each polling its own socket
+ * bound with SO_REUSEPORT to the same address, so the kernel spreads new
+ * connections over the schedulers. Every accepted socket becomes a
+ * connection actor pinned to the listener's loop and linked to the
+ * listener: HTTP upgrade and WebSocket through proto/ws.h, requests
+ * through proto/codec.h, account operations through the accounts actor.
+ *
+ * Memory of an idle connection: no read buffer is kept (reads land in one
+ * buffer per scheduler thread and ws.h keeps only an unfinished frame), no
+ * wslay context, and no write buffer once the socket has taken its bytes.
+ *
+ * Shutdown: a listener that gets CHAT_LISTENER_STOP stops accepting and
+ * exits with RT_SHUTDOWN; its connections, which trap exits, then close
+ * with 1001, let their queued writes finish and end. Any other exit of
+ * the listener (a crash) leaves them serving.
+ */
+#ifndef PARLEY_ACTORS_CONN_H
+#define PARLEY_ACTORS_CONN_H
+
+#include <stdatomic.h>
+
+#include "config.h"
+#include "rt.h"
+#include "ws.h"
+
+typedef struct chat_listener_args {
+    const chat_config_t *cfg;
+    ws_config_t ws; /* shared by all connections of the process */
+    int fd;         /* listening socket, owned by main */
+    int index;      /* the scheduler it is pinned to */
+} chat_listener_args_t;
+
+enum {
+    CHAT_LISTENER_STOP = 0x5900, /* no payload */
+    CHAT_CONN_STOP,              /* a connection to itself: end now */
+};
+
+extern const rt_behaviour_t chat_listener_behaviour;
+extern const rt_behaviour_t chat_conn_behaviour;
+
+/* Connection actors alive now, for shutdown and the operator. */
+extern _Atomic long chat_conn_live;
+
+/* Fills a->ws with the connection callbacks and cfg's limits. */
+void chat_listener_args_init(chat_listener_args_t *a, const chat_config_t *cfg,
+                             int fd, int index);
+
+/* Spawns a connection actor for accepted socket `fd`, pinned to
+ * a->index and linked to `listener`. Takes the fd: it is closed on
+ * failure. Returns 0 or a negative RT_E* code. Any thread. */
+int chat_conn_spawn(rt_system_t *sys, const chat_listener_args_t *a,
+                    rt_id_t listener, int fd);
+
+#endif /* PARLEY_ACTORS_CONN_H */

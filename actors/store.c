@@ -1,0 +1,453 @@
+/*
+ * actors/store.c - LMDB reads, and the writer actor with group commit.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lmdb.h>
+
+#include "log.h"
+
+struct chat_db {
+    MDB_env *env;
+    MDB_dbi users, devices, tokens, meta;
+};
+
+static int db_err(const char *what, int rc)
+{
+    rt_log(RT_LOG_ERROR, "store", "op=%s err=\"%s\"", what, mdb_strerror(rc));
+    return rc == MDB_NOTFOUND ? -ENOENT : rc == MDB_KEYEXIST ? -EEXIST : -EIO;
+}
+
+int chat_db_open(const char *dir, uint64_t map_size, chat_db_t **out)
+{
+    chat_db_t *db = calloc(1, sizeof(*db));
+    MDB_txn *txn = NULL;
+    int rc;
+
+    if (!db)
+        return -ENOMEM;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        rc = -errno;
+        free(db);
+        return rc;
+    }
+    if ((rc = mdb_env_create(&db->env)) != 0)
+        goto fail;
+    mdb_env_set_maxdbs(db->env, 8);
+    if ((rc = mdb_env_set_mapsize(db->env, (size_t)map_size)) != 0)
+        goto fail_env;
+    if ((rc = mdb_env_open(db->env, dir, MDB_NOTLS, 0600)) != 0)
+        goto fail_env;
+    if ((rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0)
+        goto fail_env;
+    if ((rc = mdb_dbi_open(txn, "users", MDB_CREATE, &db->users)) ||
+        (rc = mdb_dbi_open(txn, "devices", MDB_CREATE, &db->devices)) ||
+        (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &db->tokens)) ||
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &db->meta))) {
+        mdb_txn_abort(txn);
+        goto fail_env;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        goto fail_env;
+    *out = db;
+    return 0;
+
+fail_env:
+    mdb_env_close(db->env);
+fail:
+    rc = db_err("open", rc);
+    free(db);
+    return rc;
+}
+
+void chat_db_close(chat_db_t *db)
+{
+    if (!db)
+        return;
+    mdb_env_close(db->env);
+    free(db);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+static void dev_key(uint8_t key[16], uint64_t uid, uint64_t devid)
+{
+    for (int i = 0; i < 8; i++) {
+        key[i] = (uint8_t)(uid >> (56 - 8 * i));
+        key[8 + i] = (uint8_t)(devid >> (56 - 8 * i));
+    }
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* One get in its own read transaction, copying exactly `len` bytes. */
+static int get_fixed(chat_db_t *db, MDB_dbi dbi, const void *key, size_t klen,
+                     void *out, size_t len)
+{
+    MDB_txn *txn;
+    MDB_val k = {klen, (void *)key}, v;
+    int rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn);
+
+    if (rc)
+        return db_err("read", rc);
+    rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == 0 && v.mv_size == len)
+        memcpy(out, v.mv_data, len);
+    mdb_txn_abort(txn);
+    if (rc == MDB_NOTFOUND)
+        return -ENOENT;
+    if (rc)
+        return db_err("get", rc);
+    return v.mv_size == len ? 0 : -EIO;
+}
+
+int chat_db_user_get(chat_db_t *db, const char *name, size_t len,
+                     chat_user_rec_t *out)
+{
+    if (len == 0 || len > PROTO_MAX_NAME)
+        return -ENOENT;
+    return get_fixed(db, db->users, name, len, out, sizeof(*out));
+}
+
+int chat_db_token_get(chat_db_t *db, const uint8_t hash[CHAT_TOKEN_HASH],
+                      uint64_t *uid, uint64_t *devid)
+{
+    uint8_t ids[16];
+    int rc = get_fixed(db, db->tokens, hash, CHAT_TOKEN_HASH, ids, 16);
+
+    if (rc == 0) {
+        *uid = be64(ids);
+        *devid = be64(ids + 8);
+    }
+    return rc;
+}
+
+int chat_db_device_get(chat_db_t *db, uint64_t uid, uint64_t devid,
+                       chat_device_rec_t *out)
+{
+    uint8_t key[16];
+
+    dev_key(key, uid, devid);
+    return get_fixed(db, db->devices, key, sizeof(key), out, sizeof(*out));
+}
+
+int chat_db_devices_each(chat_db_t *db, uint64_t uid,
+                         int (*fn)(uint64_t devid, const chat_device_rec_t *d,
+                                   void *ctx),
+                         void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    uint8_t key[16];
+    MDB_val k = {sizeof(key), key}, v;
+    int rc, n = 0;
+
+    dev_key(key, uid, 0);
+    if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)))
+        return db_err("read", rc);
+    if ((rc = mdb_cursor_open(txn, db->devices, &cur))) {
+        mdb_txn_abort(txn);
+        return db_err("cursor", rc);
+    }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        chat_device_rec_t d;
+        if (k.mv_size != 16 || be64(k.mv_data) != uid)
+            break;
+        if (v.mv_size != sizeof(d))
+            continue;
+        memcpy(&d, v.mv_data, sizeof(d));
+        n++;
+        if (fn(be64((uint8_t *)k.mv_data + 8), &d, ctx))
+            break;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return n;
+}
+
+/* ---- writes, run on the thread pool ------------------------------------ */
+
+typedef struct pending_op {
+    chat_store_op_t op;
+    chat_store_done_t done;
+    rt_id_t from;
+    uint64_t ref;
+} pending_op_t;
+
+typedef struct batch {
+    chat_db_t *db;
+    size_t n, cap;
+    pending_op_t *ops;
+} batch_t;
+
+static int next_id(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    uint64_t id = 1;
+    int rc = mdb_get(txn, meta, &k, &v);
+
+    if (rc == 0 && v.mv_size == sizeof(id))
+        memcpy(&id, v.mv_data, sizeof(id));
+    else if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    *out = id++;
+    v.mv_size = sizeof(id);
+    v.mv_data = &id;
+    return mdb_put(txn, meta, &k, &v, 0);
+}
+
+static int op_create_user(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
+{
+    chat_user_rec_t u = {.created = p->op.now};
+    MDB_val k = {strlen(p->op.user), p->op.user};
+    MDB_val v = {sizeof(u), &u};
+    int rc;
+
+    if (mdb_get(txn, db->users, &k, &v) == 0)
+        return p->done.result = -EEXIST, 0;
+    if ((rc = next_id(txn, db->meta, "next_uid", &u.uid)))
+        return rc;
+    memcpy(u.pwhash, p->op.pwhash, sizeof(u.pwhash));
+    v.mv_size = sizeof(u);
+    v.mv_data = &u;
+    p->done.uid = u.uid;
+    return mdb_put(txn, db->users, &k, &v, 0);
+}
+
+static int op_add_device(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
+{
+    chat_device_rec_t d = {.created = p->op.now, .last_seen = p->op.now};
+    uint8_t key[16], ids[16];
+    int rc;
+
+    if ((rc = next_id(txn, db->meta, "next_dev", &p->done.devid)))
+        return rc;
+    memcpy(d.token_hash, p->op.token_hash, CHAT_TOKEN_HASH);
+    memcpy(d.name, p->op.device, sizeof(d.name));
+    memcpy(d.user, p->op.user, sizeof(d.user));
+    dev_key(key, p->op.uid, p->done.devid);
+    memcpy(ids, key, sizeof(ids));
+    MDB_val k = {sizeof(key), key}, v = {sizeof(d), &d};
+    if ((rc = mdb_put(txn, db->devices, &k, &v, 0)))
+        return rc;
+    MDB_val tk = {CHAT_TOKEN_HASH, p->op.token_hash}, tv = {16, ids};
+    p->done.uid = p->op.uid;
+    return mdb_put(txn, db->tokens, &tk, &tv, 0);
+}
+
+/* Revoke and touch both read the device first; -ENOENT is the op's own
+ * result and does not fail the batch. */
+static int op_device(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
+{
+    uint8_t key[16];
+    MDB_val k = {sizeof(key), key}, v;
+    chat_device_rec_t d;
+    int rc;
+
+    dev_key(key, p->op.uid, p->op.devid);
+    rc = mdb_get(txn, db->devices, &k, &v);
+    if (rc == MDB_NOTFOUND || (rc == 0 && v.mv_size != sizeof(d)))
+        return p->done.result = -ENOENT, 0;
+    if (rc)
+        return rc;
+    memcpy(&d, v.mv_data, sizeof(d));
+    p->done.uid = p->op.uid;
+    p->done.devid = p->op.devid;
+    if (p->op.kind == CHAT_STORE_TOUCH_DEVICE) {
+        d.last_seen = p->op.now;
+        v.mv_size = sizeof(d);
+        v.mv_data = &d;
+        return mdb_put(txn, db->devices, &k, &v, 0);
+    }
+    MDB_val tk = {CHAT_TOKEN_HASH, d.token_hash};
+    rc = mdb_del(txn, db->tokens, &tk, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    return mdb_del(txn, db->devices, &k, NULL);
+}
+
+static int apply(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
+{
+    switch (p->op.kind) {
+    case CHAT_STORE_CREATE_USER:
+        return op_create_user(db, txn, p);
+    case CHAT_STORE_ADD_DEVICE:
+        return op_add_device(db, txn, p);
+    case CHAT_STORE_REVOKE_DEVICE:
+    case CHAT_STORE_TOUCH_DEVICE:
+        return op_device(db, txn, p);
+    }
+    p->done.result = -EINVAL;
+    return 0;
+}
+
+/* Thread pool: one transaction for the whole batch. An LMDB error fails
+ * every write of the batch with -EIO; an op's own answer (-EEXIST,
+ * -ENOENT) fails only that op. */
+static int commit_batch(void *arg)
+{
+    batch_t *b = arg;
+    MDB_txn *txn;
+    int rc;
+
+    if (rt_fault("store.commit") == RT_FAULT_FAIL)
+        return -EIO;
+    if ((rc = mdb_txn_begin(b->db->env, NULL, 0, &txn)))
+        return db_err("begin", rc);
+    for (size_t i = 0; i < b->n; i++) {
+        if ((rc = apply(b->db, txn, &b->ops[i]))) {
+            mdb_txn_abort(txn);
+            return db_err("write", rc);
+        }
+    }
+    if ((rc = mdb_txn_commit(txn)))
+        return db_err("commit", rc);
+    return 0;
+}
+
+/* ---- the actor --------------------------------------------------------- */
+
+typedef struct store_state {
+    chat_db_t *db;
+    batch_t *next; /* writes waiting for the commit in flight */
+    bool committing;
+    uint64_t commits, writes;
+} store_state_t;
+
+static int start_commit(rt_actor_t *self)
+{
+    store_state_t *st = rt_state(self);
+    batch_t *b = st->next;
+
+    if (st->committing || !b || b->n == 0)
+        return 0;
+    st->next = NULL;
+    st->committing = true;
+    int rc = rt_work(self, commit_batch, b, 0);
+    if (rc < 0) {
+        st->committing = false;
+        st->next = b;
+    }
+    return rc;
+}
+
+static void reply_all(rt_actor_t *self, batch_t *b, int result)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        pending_op_t *p = &b->ops[i];
+        if (result < 0)
+            p->done.result = result;
+        if (!p->ref)
+            continue;
+        rt_msg_t *m = rt_msg_new(CHAT_STORE_DONE, sizeof(p->done));
+        rt_msg_t req = {.from = p->from, .ref = p->ref};
+        if (m) {
+            memcpy(m->data, &p->done, sizeof(p->done));
+            rt_reply(rt_system(self), &req, m);
+        }
+    }
+}
+
+static void batch_free(batch_t *b)
+{
+    if (b) {
+        free(b->ops);
+        free(b);
+    }
+}
+
+static int add_write(rt_actor_t *self, rt_msg_t *msg)
+{
+    store_state_t *st = rt_state(self);
+
+    if (msg->size != sizeof(chat_store_op_t))
+        return 0;
+    if (!st->next && !(st->next = calloc(1, sizeof(batch_t))))
+        return RT_ENOMEM;
+    batch_t *b = st->next;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        pending_op_t *ops = realloc(b->ops, cap * sizeof(*ops));
+        if (!ops)
+            return RT_ENOMEM;
+        b->ops = ops;
+        b->cap = cap;
+    }
+    pending_op_t *p = &b->ops[b->n++];
+    memset(p, 0, sizeof(*p));
+    memcpy(&p->op, msg->data, sizeof(p->op));
+    p->from = msg->from;
+    p->ref = msg->ref;
+    b->db = st->db;
+    return start_commit(self);
+}
+
+static int store_init(rt_actor_t *self, void *arg)
+{
+    store_state_t *st = rt_state(self);
+
+    st->db = arg;
+    return rt_register(rt_system(self), CHAT_STORE_NAME, rt_self(self));
+}
+
+static int store_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    store_state_t *st = rt_state(self);
+
+    if (msg->type == CHAT_STORE_WRITE)
+        return add_write(self, msg);
+    if (msg->type == RT_MSG_WORK_DONE) {
+        rt_work_done_t d;
+        memcpy(&d, msg->data, sizeof(d));
+        batch_t *b = d.arg;
+        st->committing = false;
+        st->commits++;
+        st->writes += b->n;
+        reply_all(self, b, d.result);
+        batch_free(b);
+        return start_commit(self);
+    }
+    return RT_CONTINUE;
+}
+
+static void store_terminate(rt_actor_t *self, int reason)
+{
+    store_state_t *st = rt_state(self);
+
+    /* Writes not yet committed are answered, so no one waits for them;
+     * a batch in flight on the pool is lost with its WORK_DONE. */
+    if (st->next) {
+        reply_all(self, st->next, -EIO);
+        batch_free(st->next);
+    }
+}
+
+static void store_describe(rt_actor_t *self, char *buf, size_t len)
+{
+    store_state_t *st = rt_state(self);
+
+    snprintf(buf, len, "commits=%llu writes=%llu waiting=%zu committing=%d",
+             (unsigned long long)st->commits, (unsigned long long)st->writes,
+             st->next ? st->next->n : 0, st->committing);
+}
+
+const rt_behaviour_t chat_store_behaviour = {
+    .kind = "store",
+    .state_size = sizeof(store_state_t),
+    .init = store_init,
+    .handle = store_handle,
+    .terminate = store_terminate,
+    .describe = store_describe,
+};

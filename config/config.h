@@ -1,0 +1,64 @@
+/*
+ * config/config.h - parleyd's settings: defaults, then the INI file, then
+ * the environment, then the command line, each overriding the one before.
+ *
+ * Every setting has one row in a table (config.c): its INI section and
+ * key, its environment variable (PARLEY_ and the key in capitals) and its
+ * flag (--key, with '_' written '-'). `parleyd --help` prints that table,
+ * and config/parley.conf documents each key with its default.
+ */
+#ifndef PARLEY_CONFIG_H
+#define PARLEY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Result of chat_config_load() besides 0: --help was asked for and
+ * printed; the caller exits 0. */
+#define CHAT_CONFIG_HELP 1
+
+typedef struct chat_config {
+    /* [server] */
+    char listen_host[64];
+    uint16_t listen_port; /* 0: the kernel picks one */
+    char data_dir[256];
+    uint32_t schedulers; /* 0: one per core */
+    int log_level;       /* rt_log_level_t */
+    uint32_t shutdown_grace_ms;
+
+    /* [connection] */
+    uint32_t handshake_timeout_ms;
+    uint32_t ping_interval_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t max_message;    /* bytes of one WebSocket message */
+    uint32_t send_queue_max; /* bytes queued for a client before it is cut */
+    uint32_t request_rate;   /* requests a second, sustained */
+    uint32_t request_burst;  /* requests at once */
+    uint32_t max_bad_frames; /* malformed messages in a row before 1008 */
+
+    /* [accounts] */
+    bool registration_open;
+    uint64_t pwhash_ops;
+    size_t pwhash_mem;
+    uint32_t min_password; /* bytes */
+    uint32_t login_fail_user;
+    uint32_t login_fail_addr;
+    uint32_t login_fail_window_ms;
+
+    /* [store] */
+    uint64_t map_size;
+} chat_config_t;
+
+/*
+ * Fills *cfg from the defaults, the file named by --config (or
+ * PARLEY_CONFIG; no file is read when neither is given), the environment
+ * and argv, in that order.
+ *
+ * Returns 0, CHAT_CONFIG_HELP after printing the help to stdout, or -EINVAL
+ * after printing to stderr one line that names the bad key, where it came
+ * from, what was wrong and what to do. The caller exits 2 then.
+ */
+int chat_config_load(chat_config_t *cfg, int argc, char **argv);
+
+#endif /* PARLEY_CONFIG_H */
