@@ -12,6 +12,7 @@
  */
 #include "rt_internal.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,7 @@ static void flush_free_cache(rt_sched_t *s, void *arg)
 {
     (void)arg;
     rt_system_t *sys = s->sys;
+    rt__reclaim(sys, s);
     uv_mutex_lock(&sys->free_lock);
     while (s->nfree) {
         if (sys->nfree == sys->cap_free) {
@@ -285,9 +287,45 @@ static void slot_reclaim(rt_system_t *sys, rt_actor_t *a)
         n = next;
     }
     a->mb_tail = NULL;
-    uint32_t idx = (uint32_t)(id & RT_INDEX_MASK);
-    atomic_fetch_sub_explicit(&sys->live, 1, memory_order_relaxed);
-    slot_free(sys, idx);
+    slot_free(sys, (uint32_t)(id & RT_INDEX_MASK));
+}
+
+static bool limbo_add(rt_limbo_t **v, uint32_t *n, uint32_t *cap,
+                      uint32_t index, uint64_t stamp)
+{
+    if (*n == *cap) {
+        uint32_t ncap = *cap ? *cap * 2 : 256;
+        rt_limbo_t *nv = realloc(*v, ncap * sizeof(*nv));
+        if (!nv)
+            return false;
+        *v = nv;
+        *cap = ncap;
+    }
+    (*v)[*n].index = index;
+    (*v)[*n].stamp = stamp;
+    (*n)++;
+    return true;
+}
+
+/* The slot's last reference is gone: into limbo until no scheduler can
+ * still be looking at it. */
+static void retire(rt_system_t *sys, rt_actor_t *a)
+{
+    uint32_t idx = (uint32_t)(a->id & RT_INDEX_MASK);
+    /* seq_cst: ordered after DEAD was set, before any later advance */
+    uint64_t stamp = atomic_load(&sys->epoch) + 1;
+    rt_sched_t *s = rt__this_sched();
+    if (s && s->sys == sys &&
+        limbo_add(&s->limbo, &s->nlimbo, &s->cap_limbo, idx, stamp))
+        return;
+    uv_mutex_lock(&sys->limbo_lock);
+    bool ok = limbo_add(&sys->limbo, &sys->nlimbo, &sys->cap_limbo, idx,
+                        stamp);
+    uv_mutex_unlock(&sys->limbo_lock);
+    if (!ok) {
+        /* cannot wait safely without memory: leak the slot, not corrupt */
+        return;
+    }
 }
 
 void rt__release(rt_system_t *sys, rt_actor_t *a)
@@ -296,7 +334,98 @@ void rt__release(rt_system_t *sys, rt_actor_t *a)
      * the reclaimer sees every other producer's links. */
     uint64_t old = atomic_fetch_sub_explicit(&a->ctl, 1, memory_order_acq_rel);
     if ((old & CTL_REFS_MASK) == 1 && (old & CTL_DEAD))
-        slot_reclaim(sys, a);
+        retire(sys, a);
+}
+
+/* The oldest epoch any other awake scheduler may still be in; UINT64_MAX
+ * if none is awake. The caller is at a quiescent point itself. Advances
+ * the global epoch when all awake ones have seen it, so limbo keeps
+ * moving. */
+static uint64_t safe_epoch(rt_system_t *sys, rt_sched_t *self)
+{
+    uint64_t g = atomic_load(&sys->epoch);
+    uint64_t min = UINT64_MAX;
+    for (int i = 0; i < sys->nsched; i++) {
+        if (sys->sched[i] == self)
+            continue;
+        uint64_t q = atomic_load(&sys->sched[i]->qs_epoch);
+        if (q && q < min)
+            min = q;
+    }
+    if (min == UINT64_MAX || min == g)
+        atomic_compare_exchange_strong(&sys->epoch, &g, g + 1);
+    return min;
+}
+
+static uint32_t reclaim_list(rt_system_t *sys, rt_limbo_t *v, uint32_t n,
+                             uint64_t safe)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (v[i].stamp <= safe)
+            slot_reclaim(sys, rt__slot(sys, v[i].index));
+        else
+            v[kept++] = v[i];
+    }
+    return kept;
+}
+
+void rt__reclaim(rt_system_t *sys, rt_sched_t *s)
+{
+    if (!(s && s->nlimbo) &&
+        !atomic_load_explicit((_Atomic uint32_t *)&sys->nlimbo,
+                              memory_order_relaxed))
+        return;
+    uint64_t safe = safe_epoch(sys, s);
+    if (s)
+        s->nlimbo = reclaim_list(sys, s->limbo, s->nlimbo, safe);
+    if (sys->nlimbo) {
+        uv_mutex_lock(&sys->limbo_lock);
+        sys->nlimbo = reclaim_list(sys, sys->limbo, sys->nlimbo, safe);
+        uv_mutex_unlock(&sys->limbo_lock);
+    }
+}
+
+void rt__quiescent(rt_sched_t *s, bool online)
+{
+    /* release: our reads of actor slots come before a reclaimer's writes
+     * to them. Going online is seq_cst so that what we read next is at
+     * least as new as the epoch we announce. */
+    if (!online)
+        atomic_store_explicit(&s->qs_epoch, 0, memory_order_release);
+    else
+        atomic_store(&s->qs_epoch, atomic_load(&s->sys->epoch));
+}
+
+void rt__synchronize(rt_system_t *sys)
+{
+    uint64_t target = atomic_fetch_add(&sys->epoch, 1) + 1;
+    for (;;) {
+        bool done = true;
+        for (int i = 0; i < sys->nsched; i++) {
+            uint64_t q = atomic_load(&sys->sched[i]->qs_epoch);
+            if (q && q < target)
+                done = false;
+        }
+        if (done)
+            return;
+        rt__wake_all(sys);
+        sched_yield();
+    }
+}
+
+/* At shutdown, with every scheduler stopped. */
+void rt__reclaim_all(rt_system_t *sys)
+{
+    for (int i = 0; i < sys->nsched; i++) {
+        rt_sched_t *s = sys->sched[i];
+        s->nlimbo = reclaim_list(sys, s->limbo, s->nlimbo, UINT64_MAX);
+        free(s->limbo);
+        s->limbo = NULL;
+    }
+    sys->nlimbo = reclaim_list(sys, sys->limbo, sys->nlimbo, UINT64_MAX);
+    free(sys->limbo);
+    sys->limbo = NULL;
 }
 
 /* ---- spawn ---------------------------------------------------------------- */
@@ -331,14 +460,14 @@ static rt_actor_t *spawn_slot(rt_system_t *sys, const rt_behaviour_t *b,
     a->mb_stub = NULL;
     a->mb_tail = stub_of(a);
     atomic_store_explicit(&a->mb_head, stub_of(a), memory_order_relaxed);
-    atomic_store_explicit(&a->mb_count, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->mb_in, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->mb_out, 0, memory_order_relaxed);
     a->exit_reason = 0;
     atomic_store_explicit(&a->id, id, memory_order_relaxed);
     a->beh = b;
     a->ext = NULL;
     a->init_arg = arg;
     a->parent = opts ? opts->parent : 0;
-    a->runq_next = NULL;
     a->mb_limit = (opts && opts->mailbox_limit) ? opts->mailbox_limit
                                                 : sys->cfg.mailbox_limit;
     a->lflags = 0;
@@ -511,20 +640,23 @@ void rt_msg_free(rt_msg_t *m)
 int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
 {
     if (!bounded) {
-        atomic_fetch_add_explicit(&a->mb_count, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&a->mb_in, 1, memory_order_relaxed);
     } else {
-        /* a CAS, not add-then-undo, so the count never shows more than
-         * the bound, even for an instant */
-        uint32_t n = atomic_load_explicit(&a->mb_count, memory_order_relaxed);
+        /* a CAS, not add-then-undo, so the depth never shows more than
+         * the bound, even for an instant; `out` only grows, so a stale
+         * read of it errs on the side of refusing */
+        uint32_t n = atomic_load_explicit(&a->mb_in, memory_order_relaxed);
         do {
-            if (n >= a->mb_limit) {
+            uint32_t out =
+                atomic_load_explicit(&a->mb_out, memory_order_relaxed);
+            if (n - out >= a->mb_limit) {
                 atomic_fetch_add_explicit(&sys->mailbox_full, 1,
                                           memory_order_relaxed);
                 free(m);
                 return RT_EFULL;
             }
         } while (!atomic_compare_exchange_weak_explicit(
-            &a->mb_count, &n, n + 1, memory_order_relaxed,
+            &a->mb_in, &n, n + 1, memory_order_relaxed,
             memory_order_relaxed));
     }
     if (mb_push(a, m)) {
@@ -536,15 +668,41 @@ int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
     return 0;
 }
 
+/* On an awake scheduler thread: the live actor `id` without taking a
+ * reference (see the reclamation comment in rt_internal.h), or NULL. */
+static rt_actor_t *peek(rt_system_t *sys, rt_id_t id)
+{
+    uint64_t idx = id & RT_INDEX_MASK;
+    if (!id || idx >= sys->max_actors)
+        return NULL;
+    rt_actor_t *a = rt__slot(sys, (uint32_t)idx);
+    uint64_t c = atomic_load_explicit(&a->ctl, memory_order_acquire);
+    if (CTL_GEN(c) != (uint32_t)(id >> RT_INDEX_BITS) || (c & CTL_DEAD) ||
+        !(c & CTL_REFS_MASK))
+        return NULL;
+    if (atomic_load_explicit(&a->id, memory_order_relaxed) != id)
+        return NULL;
+    return a;
+}
+
+static bool can_peek(rt_system_t *sys)
+{
+    rt_sched_t *s = rt__this_sched();
+    return s && s->sys == sys &&
+           atomic_load_explicit(&s->qs_epoch, memory_order_relaxed) != 0;
+}
+
 static int send_to(rt_system_t *sys, rt_id_t to, rt_msg_t *m, bool bounded)
 {
-    rt_actor_t *a = rt__acquire(sys, to);
+    bool ref = !can_peek(sys);
+    rt_actor_t *a = ref ? rt__acquire(sys, to) : peek(sys, to);
     if (!a) {
         free(m);
         return RT_ENOPROC;
     }
     int rc = rt__deliver(sys, a, m, bounded);
-    rt__release(sys, a);
+    if (ref)
+        rt__release(sys, a);
     return rc;
 }
 
@@ -790,6 +948,7 @@ void rt__die(rt_system_t *sys, rt_actor_t *a, int reason)
         free(a->state);
     a->state = NULL;
 
+    atomic_fetch_sub_explicit(&sys->live, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&sys->exited, 1, memory_order_relaxed);
     if (!rt_reason_is_normal(reason))
         atomic_fetch_add_explicit(&sys->crashed, 1, memory_order_relaxed);
@@ -901,8 +1060,12 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
         if (!m)
             break;
         n++;
-        /* the depth counts messages waiting, not the one in hand */
-        atomic_fetch_sub_explicit(&a->mb_count, 1, memory_order_relaxed);
+        /* the depth counts messages waiting, not the one in hand; only
+         * this thread writes `out`, so a plain store will do */
+        atomic_store_explicit(
+            &a->mb_out,
+            atomic_load_explicit(&a->mb_out, memory_order_relaxed) + 1,
+            memory_order_relaxed);
         int what = SYSMSG_PASS;
         if (m->type >= RT_MSG_SYSTEM && m->type < RT_MSG_LIB) {
             what = rt__handle_system(sys, a, m, &reason);
@@ -959,7 +1122,7 @@ static void fill_info(rt_actor_t *a, rt_id_t id, rt_actor_info_t *out)
     out->id = id;
     out->kind = a->beh->kind ? a->beh->kind : "actor";
     out->parent = a->parent;
-    out->mailbox = atomic_load_explicit(&a->mb_count, memory_order_relaxed);
+    out->mailbox = mb_depth(a);
     out->handled = (a->lflags & AF_INITED)
                        ? atomic_load_explicit(&a->handled,
                                               memory_order_relaxed)

@@ -90,7 +90,10 @@ static rt_msg_t *pop_visible(rt_port_t *p)
         rt_msg_t *m = mb_pop(a);
         if (!m)
             return NULL;
-        atomic_fetch_sub_explicit(&a->mb_count, 1, memory_order_relaxed);
+        atomic_store_explicit(
+            &a->mb_out,
+            atomic_load_explicit(&a->mb_out, memory_order_relaxed) + 1,
+            memory_order_relaxed);
         atomic_store_explicit(
             &a->handled,
             atomic_load_explicit(&a->handled, memory_order_relaxed) + 1,
@@ -220,6 +223,9 @@ void rt_port_free(rt_port_t *p)
     while ((atomic_load_explicit(&p->a->ctl, memory_order_acquire) &
             CTL_REFS_MASK) > 1)
         sched_yield();
+    /* schedulers send without references: let each pass a quiescent
+     * point, after which none can be inside rt__port_notify() */
+    rt__synchronize(p->sys);
     atomic_fetch_sub_explicit(&p->sys->ports, 1, memory_order_relaxed);
     rt__die(p->sys, p->a, RT_NORMAL);
     uv_cond_destroy(&p->cond);

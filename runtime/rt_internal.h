@@ -13,8 +13,17 @@
  * reference with one CAS that also checks generation and DEAD, so it can
  * never pin a slot that has been (or is being) recycled. The actor holds
  * one reference while alive; whoever drops the last reference after DEAD
- * is set drains the mailbox and frees the slot. Since nothing can take a
- * reference once DEAD is set, exactly one party sees that last drop.
+ * is set retires the slot. Since nothing can take a reference once DEAD is
+ * set, exactly one party sees that last drop.
+ *
+ * Scheduler threads send without references, which would cost two
+ * contended atomic operations per message on a popular receiver. Instead
+ * a retired slot waits in limbo until every scheduler has passed a
+ * quiescent point (the gap between two actor turns) since it was retired:
+ * then none of them can still hold a pointer they found before DEAD was
+ * set, and the slot is drained and freed. Each scheduler publishes the
+ * global epoch it last saw at a quiescent point, or 0 while asleep (when
+ * it holds no pointers, and the event callbacks it runs use references).
  */
 #ifndef PARLEY_RT_INTERNAL_H
 #define PARLEY_RT_INTERNAL_H
@@ -111,26 +120,31 @@ typedef struct rt_actor_ext {
 } rt_actor_ext_t;
 
 struct rt_actor {
+    /* first cache line: what senders touch */
     _Atomic uint64_t ctl;
     rt_msg_t *_Atomic mb_head; /* producers' end; low bit: idle mark */
-    rt_msg_t *mb_tail;         /* last consumed node (or the stub) */
-    rt_msg_t *_Atomic mb_stub; /* the stub node: only `next` is used */
-    _Atomic uint32_t mb_count; /* messages queued, for bounds and stats */
-    int32_t exit_reason;       /* with AF_EXITING */
+    _Atomic uint32_t mb_in;    /* messages ever pushed (wraps) */
+    uint32_t mb_limit;
     _Atomic rt_id_t id;        /* written at spawn, read by senders */
+    rt_msg_t *_Atomic mb_stub; /* the stub node: only `next` is used */
+    rt_id_t parent;
+    int8_t pin;        /* scheduler index when AF_PINNED */
+    uint8_t lflags;
+    uint16_t restarts; /* set at spawn by a supervisor; saturates */
+    int32_t exit_reason; /* with AF_EXITING, and once dead */
     const rt_behaviour_t *beh;
+
+    /* second cache line: the owner's, so the consumer does not fight
+     * producers for the first */
+    rt_msg_t *mb_tail;       /* last consumed node (or the stub) */
+    _Atomic uint32_t mb_out; /* messages ever popped */
+    uint32_t spare;
     void *state;
     rt_actor_ext_t *ext;
     union {
         void *init_arg;           /* until init has run */
         _Atomic uint64_t handled; /* after */
     };
-    rt_id_t parent;
-    struct rt_actor *runq_next; /* intrusive link for locked run queues */
-    uint32_t mb_limit;
-    int8_t pin;        /* scheduler index when AF_PINNED */
-    uint8_t lflags;
-    uint16_t restarts; /* set at spawn by a supervisor; saturates */
     _Alignas(8) unsigned char istate[RT_INLINE_STATE];
 };
 
@@ -166,6 +180,13 @@ static inline bool mb_push(rt_actor_t *a, rt_msg_t *m)
     return was_idle;
 }
 
+/* Messages waiting: pushed minus popped, both wrapping. */
+static inline uint32_t mb_depth(rt_actor_t *a)
+{
+    return atomic_load_explicit(&a->mb_in, memory_order_relaxed) -
+           atomic_load_explicit(&a->mb_out, memory_order_relaxed);
+}
+
 static inline rt_msg_t *mb_pop(rt_actor_t *a)
 {
     rt_msg_t *tail = a->mb_tail;
@@ -192,9 +213,10 @@ static inline bool mb_mark_idle(rt_actor_t *a)
 
 #define RT_RUNQ_CAP 1024u
 
+/* A growable ring of actors, guarded by its owner's lock. */
 typedef struct rt_actorq {
-    rt_actor_t *head, *tail;
-    uint32_t len;
+    rt_actor_t **v;
+    uint32_t head, len, cap;
 } rt_actorq_t;
 
 typedef struct rt_cmd rt_cmd_t;
@@ -231,9 +253,16 @@ typedef struct rt_sched {
     uint32_t *free_idx;
     uint32_t nfree;
 
+    /* quiescent-state reclamation: the epoch seen at the last quiescent
+     * point, or 0 while asleep; and slots retired here, waiting */
+    _Atomic uint64_t qs_epoch;
+    struct rt_limbo *limbo;
+    uint32_t nlimbo, cap_limbo;
+
     /* counters, written by the owner, read by anyone */
     _Atomic uint64_t turns, messages, steals, sleeps;
-    _Atomic uint64_t busy_ns;
+    _Atomic uint64_t busy_ns;  /* time not asleep, up to busy_since */
+    _Atomic uint64_t busy_since; /* when it last woke; 0 while asleep */
     uint64_t last_busy_ns, last_wall_ns; /* for rt_sched_info's ratio */
     uint32_t tick;
 } rt_sched_t;
@@ -259,6 +288,11 @@ struct rt_system {
     rt_actorq_t globq;
     _Atomic uint32_t glob_len;
 
+    _Atomic uint64_t epoch;
+    uv_mutex_t limbo_lock; /* slots retired outside schedulers */
+    struct rt_limbo *limbo;
+    uint32_t nlimbo, cap_limbo;
+
     _Atomic uint64_t next_ref;
     _Atomic uint32_t next_pick;
 
@@ -274,6 +308,11 @@ static inline rt_actor_t *rt__slot(rt_system_t *sys, uint32_t index)
     return (rt_actor_t *)(sys->slots + (size_t)index * RT_SLOT_SIZE);
 }
 
+typedef struct rt_limbo {
+    uint32_t index;
+    uint64_t stamp; /* reclaimable once every scheduler has seen it */
+} rt_limbo_t;
+
 /* The scheduler of the calling thread, or NULL. */
 rt_sched_t *rt__this_sched(void);
 void rt__set_this_sched(rt_sched_t *s);
@@ -281,6 +320,13 @@ void rt__set_current(rt_actor_t *a);
 
 /* actor.c */
 rt_actor_t *rt__acquire(rt_system_t *sys, rt_id_t id);
+/* Marks a quiescent point of scheduler s (or, online = false, puts it to
+ * sleep); and frees what has waited long enough. */
+void rt__quiescent(rt_sched_t *s, bool online);
+void rt__reclaim(rt_system_t *sys, rt_sched_t *s);
+/* Waits until every scheduler has passed a quiescent point. Blocking. */
+void rt__synchronize(rt_system_t *sys);
+void rt__reclaim_all(rt_system_t *sys);
 void rt__release(rt_system_t *sys, rt_actor_t *a);
 void rt__run_actor(rt_sched_t *s, rt_actor_t *a);
 int rt__send_sys(rt_system_t *sys, rt_id_t to, rt_msg_t *m);

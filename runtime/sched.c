@@ -64,23 +64,32 @@ uint64_t rt__now_ns(void)
 
 static void actorq_push(rt_actorq_t *q, rt_actor_t *a)
 {
-    a->runq_next = NULL;
-    if (q->tail)
-        q->tail->runq_next = a;
-    else
-        q->head = a;
-    q->tail = a;
+    if (q->len == q->cap) {
+        uint32_t ncap = q->cap ? q->cap * 2 : 64;
+        rt_actor_t **nv = malloc(ncap * sizeof(*nv));
+        if (!nv) {
+            /* a ready actor with nowhere to go would hang forever: stop
+             * loudly instead, as crash-only design asks */
+            fprintf(stderr, "parley runtime: out of memory scheduling\n");
+            abort();
+        }
+        for (uint32_t i = 0; i < q->len; i++)
+            nv[i] = q->v[(q->head + i) % q->cap];
+        free(q->v);
+        q->v = nv;
+        q->head = 0;
+        q->cap = ncap;
+    }
+    q->v[(q->head + q->len) % q->cap] = a;
     q->len++;
 }
 
 static rt_actor_t *actorq_pop(rt_actorq_t *q)
 {
-    rt_actor_t *a = q->head;
-    if (!a)
+    if (!q->len)
         return NULL;
-    q->head = a->runq_next;
-    if (!q->head)
-        q->tail = NULL;
+    rt_actor_t *a = q->v[q->head];
+    q->head = (q->head + 1) % q->cap;
     q->len--;
     return a;
 }
@@ -294,31 +303,30 @@ static void sched_main(void *arg)
     rt_system_t *sys = s->sys;
     rt__set_this_sched(s);
     uint32_t since_poll = 0;
+    atomic_store_explicit(&s->busy_since, rt__now_ns(), memory_order_relaxed);
 
+    rt__quiescent(s, true);
     for (;;) {
         rt_actor_t *a = next_actor(s);
         if (a) {
-            uint64_t t0 = rt__now_ns();
             rt__run_actor(s, a);
-            atomic_store_explicit(
-                &s->busy_ns,
-                atomic_load_explicit(&s->busy_ns, memory_order_relaxed) +
-                    (rt__now_ns() - t0),
-                memory_order_relaxed);
+            rt__quiescent(s, true);
             atomic_store_explicit(
                 &s->turns,
                 atomic_load_explicit(&s->turns, memory_order_relaxed) + 1,
                 memory_order_relaxed);
-            /* I/O and timers get a look-in every so many turns */
+            /* I/O, timers and limbo get a look-in every so many turns */
             if (++since_poll >= 64) {
                 since_poll = 0;
                 uv_run(&s->loop, UV_RUN_NOWAIT);
+                rt__reclaim(sys, s);
             }
             continue;
         }
         since_poll = 0;
         /* serve I/O that is ready before considering sleep */
         uv_run(&s->loop, UV_RUN_NOWAIT);
+        rt__reclaim(sys, s);
         if (ring_len(s) || atomic_load(&s->pin_len) ||
             atomic_load(&sys->glob_len))
             continue;
@@ -334,16 +342,35 @@ static void sched_main(void *arg)
             atomic_store(&s->sleeping, 0);
             atomic_fetch_sub(&sys->nsleeping, 1);
             rt__run_actor(s, a);
+            rt__quiescent(s, true);
             continue;
         }
         atomic_store_explicit(
             &s->sleeps,
             atomic_load_explicit(&s->sleeps, memory_order_relaxed) + 1,
             memory_order_relaxed);
+        /* Busy time is time awake: two clock reads per sleep rather than
+         * two per actor turn. Event callbacks run while "asleep" count as
+         * idle, which is close enough for a load gauge. */
+        uint64_t now = rt__now_ns();
+        uint64_t since = atomic_load_explicit(&s->busy_since,
+                                              memory_order_relaxed);
+        atomic_store_explicit(
+            &s->busy_ns,
+            atomic_load_explicit(&s->busy_ns, memory_order_relaxed) +
+                (now - since),
+            memory_order_relaxed);
+        atomic_store_explicit(&s->busy_since, 0, memory_order_relaxed);
+        /* asleep we hold no actor pointers; callbacks use references */
+        rt__quiescent(s, false);
         uv_run(&s->loop, UV_RUN_ONCE);
+        rt__quiescent(s, true);
+        atomic_store_explicit(&s->busy_since, rt__now_ns(),
+                              memory_order_relaxed);
         atomic_store(&s->sleeping, 0);
         atomic_fetch_sub(&sys->nsleeping, 1);
     }
+    rt__quiescent(s, false);
     rt__set_this_sched(NULL);
 }
 
@@ -396,6 +423,7 @@ static void sched_free(rt_sched_t *s)
     uv_mutex_destroy(&s->pin_lock);
     uv_mutex_destroy(&s->cmd_lock);
     uv_mutex_destroy(&s->timer_lock);
+    free(s->pinq.v);
     free(s->free_idx);
     free(s);
 }
@@ -431,6 +459,7 @@ rt_system_t *rt_system_start(const rt_config_t *cfg, int *err)
     sys->max_actors = sys->cfg.max_actors;
     sys->nsched = sys->cfg.schedulers;
     atomic_init(&sys->next_ref, 1);
+    atomic_init(&sys->epoch, 1);
 
     int rc = RT_ENOMEM;
     size_t bytes = (size_t)sys->max_actors * RT_SLOT_SIZE;
@@ -444,6 +473,7 @@ rt_system_t *rt_system_start(const rt_config_t *cfg, int *err)
 
     uv_mutex_init(&sys->free_lock);
     uv_mutex_init(&sys->glob_lock);
+    uv_mutex_init(&sys->limbo_lock);
     if ((rc = rt__registry_init(sys)) < 0)
         goto fail_map;
 
@@ -509,12 +539,15 @@ void rt_system_stop(rt_system_t *sys)
     rt__wake_all(sys);
     for (int i = 0; i < sys->nsched; i++)
         uv_thread_join(&sys->sched[i]->thread);
+    rt__reclaim_all(sys);
     for (int i = 0; i < sys->nsched; i++)
         sched_free(sys->sched[i]);
     free(sys->sched);
     rt__registry_free(sys);
     uv_mutex_destroy(&sys->free_lock);
     uv_mutex_destroy(&sys->glob_lock);
+    uv_mutex_destroy(&sys->limbo_lock);
+    free(sys->globq.v);
     free(sys->free_idx);
     munmap(sys->slots, (size_t)sys->max_actors * RT_SLOT_SIZE);
     free(sys);
@@ -554,6 +587,9 @@ int rt_sched_info(rt_system_t *sys, int index, rt_sched_info_t *out)
      * a gauge. */
     uint64_t now = rt__now_ns();
     uint64_t busy = atomic_load_explicit(&s->busy_ns, memory_order_relaxed);
+    uint64_t since = atomic_load_explicit(&s->busy_since, memory_order_relaxed);
+    if (since && since < now)
+        busy += now - since; /* awake right now */
     uv_mutex_lock(&s->timer_lock);
     uint64_t dw = now - s->last_wall_ns, db = busy - s->last_busy_ns;
     s->last_wall_ns = now;

@@ -39,10 +39,13 @@ static bool table_take(rt_sched_t *s, int64_t ref)
 static void on_fire(uv_timer_t *h)
 {
     rt_timer_rec_t *t = h->data;
-    if (table_take(t->s, t->ref)) {
-        rt__send_sys(t->s->sys, t->to, t->msg);
-        t->msg = NULL;
-    }
+    /* If the take fails, a cancel won the race and its stop command,
+     * run on this thread, closes the handle: closing here too would close
+     * it twice. */
+    if (!table_take(t->s, t->ref))
+        return;
+    rt__send_sys(t->s->sys, t->to, t->msg);
+    t->msg = NULL;
     uv_close((uv_handle_t *)h, rec_free);
 }
 
