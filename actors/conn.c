@@ -296,11 +296,7 @@ static void on_request(conn_t *c, const proto_req_t *req)
 {
     const chat_config_t *cfg = c->la->cfg;
     msgpack_sbuffer sb;
-    uint64_t wait = rate_wait(c);
 
-    if (wait)
-        return send_err(c, req->id, PROTO_E_RATE_LIMITED, "too many requests",
-                        wait);
     if (proto_op_needs_session(req->op) && !c->uid)
         return send_err(c, req->id, PROTO_E_NOT_LOGGED_IN,
                         "log in or resume first", 0);
@@ -347,6 +343,10 @@ static void on_message(void *user, const uint8_t *msg, size_t len)
     if (!decoder)
         return send_err(c, 0, PROTO_E_INTERNAL, "out of memory", 0);
     int rc = proto_decode_req(decoder, msg, len, &req);
+    uint64_t wait = rate_wait(c); /* bad requests count too */
+    if (wait)
+        return send_err(c, req.id, PROTO_E_RATE_LIMITED, "too many requests",
+                        wait);
     if (rc == 0) {
         c->bad = 0;
         return on_request(c, &req);
@@ -355,7 +355,8 @@ static void on_message(void *user, const uint8_t *msg, size_t len)
     if (proto_enc_decode_error(&sb, &req, rc) == 0)
         send_sb(c, &sb);
     msgpack_sbuffer_destroy(&sb);
-    if (++c->bad >= c->la->cfg->max_bad_frames) {
+    c->bad = rc == -PROTO_E_MALFORMED ? c->bad + 1 : 0;
+    if (c->bad >= c->la->cfg->max_bad_frames) {
         rt_log(RT_LOG_INFO, "conn", "id=%llu event=too_many_bad_requests",
                (unsigned long long)c->id);
         conn_close(c, WS_CLOSE_POLICY, "too many malformed requests");
