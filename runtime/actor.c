@@ -649,7 +649,11 @@ int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
         do {
             uint32_t out =
                 atomic_load_explicit(&a->mb_out, memory_order_relaxed);
-            if (n - out >= a->mb_limit) {
+            /* `out` may be newer than our `n`: then the difference is
+             * negative, the depth unknown but small, and the CAS below
+             * fails and we look again */
+            int32_t depth = (int32_t)(n - out);
+            if (depth > 0 && (uint32_t)depth >= a->mb_limit) {
                 atomic_fetch_add_explicit(&sys->mailbox_full, 1,
                                           memory_order_relaxed);
                 free(m);

@@ -183,8 +183,12 @@ static inline bool mb_push(rt_actor_t *a, rt_msg_t *m)
 /* Messages waiting: pushed minus popped, both wrapping. */
 static inline uint32_t mb_depth(rt_actor_t *a)
 {
-    return atomic_load_explicit(&a->mb_in, memory_order_relaxed) -
-           atomic_load_explicit(&a->mb_out, memory_order_relaxed);
+    /* read `out` first: `in` only grows, so the difference can only be
+     * an overestimate by what arrived in between, never negative */
+    uint32_t out = atomic_load_explicit(&a->mb_out, memory_order_acquire);
+    int32_t d =
+        (int32_t)(atomic_load_explicit(&a->mb_in, memory_order_acquire) - out);
+    return d > 0 ? (uint32_t)d : 0;
 }
 
 static inline rt_msg_t *mb_pop(rt_actor_t *a)
