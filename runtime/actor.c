@@ -80,8 +80,7 @@ uint32_t rt__idvec_len(const rt_idvec_t *v)
     return v->big ? v->big->len : v->n;
 }
 
-void rt__idvec_each(const rt_idvec_t *v, void (*fn)(rt_id_t, void *),
-                    void *ctx)
+void rt__idvec_each(const rt_idvec_t *v, void (*fn)(rt_id_t, void *), void *ctx)
 {
     if (!v->big) {
         for (uint32_t i = 0; i < v->n; i++)
@@ -186,8 +185,8 @@ static uint32_t slot_alloc(rt_system_t *sys)
     }
     uv_mutex_unlock(&sys->free_lock);
 
-    uint32_t idx = atomic_fetch_add_explicit(&sys->next_fresh, 1,
-                                             memory_order_relaxed);
+    uint32_t idx =
+        atomic_fetch_add_explicit(&sys->next_fresh, 1, memory_order_relaxed);
     if (idx >= sys->max_actors) {
         atomic_fetch_sub_explicit(&sys->next_fresh, 1, memory_order_relaxed);
         /* Free slots may sit in schedulers' caches; have them handed back
@@ -248,9 +247,8 @@ rt_actor_t *rt__acquire(rt_system_t *sys, rt_id_t id)
     for (;;) {
         if (CTL_GEN(c) != gen || (c & CTL_DEAD))
             return NULL;
-        if (atomic_compare_exchange_weak_explicit(&a->ctl, &c, c + 1,
-                                                  memory_order_acquire,
-                                                  memory_order_acquire))
+        if (atomic_compare_exchange_weak_explicit(
+                &a->ctl, &c, c + 1, memory_order_acquire, memory_order_acquire))
             break;
     }
     if (atomic_load_explicit(&a->id, memory_order_relaxed) != id) {
@@ -319,8 +317,7 @@ static void retire(rt_system_t *sys, rt_actor_t *a)
         limbo_add(&s->limbo, &s->nlimbo, &s->cap_limbo, idx, stamp))
         return;
     uv_mutex_lock(&sys->limbo_lock);
-    bool ok = limbo_add(&sys->limbo, &sys->nlimbo, &sys->cap_limbo, idx,
-                        stamp);
+    bool ok = limbo_add(&sys->limbo, &sys->nlimbo, &sys->cap_limbo, idx, stamp);
     uv_mutex_unlock(&sys->limbo_lock);
     if (!ok) {
         /* cannot wait safely without memory: leak the slot, not corrupt */
@@ -428,13 +425,13 @@ void rt__reclaim_all(rt_system_t *sys)
     sys->limbo = NULL;
 }
 
-/* ---- spawn ---------------------------------------------------------------- */
+/* ---- spawn ----------------------------------------------------------------
+ */
 
 /* Claims and fills a slot, and publishes it with the actor's own
  * reference. Nothing is scheduled yet. */
 static rt_actor_t *spawn_slot(rt_system_t *sys, const rt_behaviour_t *b,
-                              void *arg, const rt_spawn_opts_t *opts,
-                              int *err)
+                              void *arg, const rt_spawn_opts_t *opts, int *err)
 {
     if (!b || !b->handle) {
         *err = RT_EINVAL;
@@ -499,8 +496,8 @@ static rt_actor_t *spawn_slot(rt_system_t *sys, const rt_behaviour_t *b,
 
     a->restarts = 0;
     if (opts)
-        a->restarts = opts->restarts > UINT16_MAX ? UINT16_MAX
-                                                  : (uint16_t)opts->restarts;
+        a->restarts =
+            opts->restarts > UINT16_MAX ? UINT16_MAX : (uint16_t)opts->restarts;
     if (opts && opts->link) {
         rt_actor_ext_t *x = rt__ext(a);
         if (!x || rt__idvec_add(&x->links, opts->link) < 0) {
@@ -517,7 +514,8 @@ static rt_actor_t *spawn_slot(rt_system_t *sys, const rt_behaviour_t *b,
     atomic_fetch_add_explicit(&sys->spawned, 1, memory_order_relaxed);
     /* Publish: one reference held by the living actor. Release pairs with
      * the acquire in rt__acquire. */
-    atomic_store_explicit(&a->ctl, ((uint64_t)(uint32_t)gen << CTL_GEN_SHIFT) | 1,
+    atomic_store_explicit(&a->ctl,
+                          ((uint64_t)(uint32_t)gen << CTL_GEN_SHIFT) | 1,
                           memory_order_release);
 
     *err = 0;
@@ -617,7 +615,8 @@ void rt_trap_exit(rt_actor_t *self, bool on)
         self->lflags &= (uint8_t)~AF_TRAP;
 }
 
-/* ---- messages -------------------------------------------------------------- */
+/* ---- messages --------------------------------------------------------------
+ */
 
 rt_msg_t *rt_msg_new(uint32_t type, uint32_t size)
 {
@@ -660,8 +659,7 @@ int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
                 return RT_EFULL;
             }
         } while (!atomic_compare_exchange_weak_explicit(
-            &a->mb_in, &n, n + 1, memory_order_relaxed,
-            memory_order_relaxed));
+            &a->mb_in, &n, n + 1, memory_order_relaxed, memory_order_relaxed));
     }
     if (mb_push(a, m)) {
         if (a->lflags & AF_PORT)
@@ -726,8 +724,8 @@ int rt__send_sys(rt_system_t *sys, rt_id_t to, rt_msg_t *m)
     return send_to(sys, to, m, false);
 }
 
-int rt_send_copy(rt_system_t *sys, rt_id_t to, uint32_t type,
-                 const void *data, uint32_t size)
+int rt_send_copy(rt_system_t *sys, rt_id_t to, uint32_t type, const void *data,
+                 uint32_t size)
 {
     rt_msg_t *m = rt_msg_new(type, size);
     if (!m)
@@ -768,7 +766,8 @@ int rt_kill(rt_system_t *sys, rt_id_t to, int reason)
     return rc;
 }
 
-/* ---- links and monitors ------------------------------------------------------ */
+/* ---- links and monitors
+ * ------------------------------------------------------ */
 
 int rt_link(rt_actor_t *self, rt_id_t other)
 {
@@ -846,7 +845,8 @@ void rt_demonitor(rt_actor_t *self, uint64_t ref)
     rt__send_sys(rt_system(self), other, m);
 }
 
-/* ---- arena --------------------------------------------------------------------- */
+/* ---- arena
+ * --------------------------------------------------------------------- */
 
 struct rt_arena_chunk {
     struct rt_arena_chunk *next;
@@ -889,7 +889,8 @@ void rt__arena_free(rt_actor_t *a)
     }
 }
 
-/* ---- death --------------------------------------------------------------------- */
+/* ---- death
+ * --------------------------------------------------------------------- */
 
 static void ext_free(rt_actor_ext_t *x)
 {
@@ -959,7 +960,8 @@ void rt__die(rt_system_t *sys, rt_actor_t *a, int reason)
     rt__release(sys, a);
 }
 
-/* ---- system messages ------------------------------------------------------------ */
+/* ---- system messages
+ * ------------------------------------------------------------ */
 
 static void send_detail(rt_system_t *sys, rt_actor_t *a, rt_id_t to,
                         uint64_t ref);
@@ -987,8 +989,7 @@ static int on_exit_signal(rt_actor_t *a, rt_msg_t *m, int *reason)
 
 /* Handles a runtime message: consumed, passed on to the handler, or fatal
  * (with *reason set). */
-int rt__handle_system(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m,
-                      int *reason)
+int rt__handle_system(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, int *reason)
 {
     rt_actor_ext_t *x;
     switch (m->type) {
@@ -1030,7 +1031,8 @@ int rt__handle_system(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m,
     }
 }
 
-/* ---- a turn ----------------------------------------------------------------------- */
+/* ---- a turn
+ * ----------------------------------------------------------------------- */
 
 void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
 {
@@ -1075,8 +1077,7 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
             what = rt__handle_system(sys, a, m, &reason);
         } else if (m->ref & RT_REF_REPLY) {
             m->ref &= ~RT_REF_REPLY;
-            what = rt__pending_take(sys, a, m->ref) ? SYSMSG_PASS
-                                                    : SYSMSG_DONE;
+            what = rt__pending_take(sys, a, m->ref) ? SYSMSG_PASS : SYSMSG_DONE;
         }
         if (what == SYSMSG_DIE) {
             dead = true;
@@ -1119,7 +1120,8 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
         rt__schedule(sys, a);
 }
 
-/* ---- introspection ------------------------------------------------------------------ */
+/* ---- introspection
+ * ------------------------------------------------------------------ */
 
 static void fill_info(rt_actor_t *a, rt_id_t id, rt_actor_info_t *out)
 {
@@ -1128,8 +1130,7 @@ static void fill_info(rt_actor_t *a, rt_id_t id, rt_actor_info_t *out)
     out->parent = a->parent;
     out->mailbox = mb_depth(a);
     out->handled = (a->lflags & AF_INITED)
-                       ? atomic_load_explicit(&a->handled,
-                                              memory_order_relaxed)
+                       ? atomic_load_explicit(&a->handled, memory_order_relaxed)
                        : 0;
     out->restarts = a->restarts;
     out->scheduler = (a->lflags & AF_PINNED) ? a->pin : -1;
@@ -1157,8 +1158,8 @@ void rt_actor_foreach(rt_system_t *sys,
         if (c & CTL_DEAD || !(c & CTL_REFS_MASK))
             continue;
         /* take a reference so the fields belong to one tenant */
-        rt_actor_t *b =
-            rt__acquire(sys, atomic_load_explicit(&a->id, memory_order_relaxed));
+        rt_actor_t *b = rt__acquire(
+            sys, atomic_load_explicit(&a->id, memory_order_relaxed));
         if (!b)
             continue;
         rt_actor_info_t ai;
@@ -1234,8 +1235,8 @@ void rt__kill_all(rt_system_t *sys)
         uint64_t c = atomic_load_explicit(&a->ctl, memory_order_acquire);
         if (c & CTL_DEAD || !(c & CTL_REFS_MASK))
             continue;
-        rt_actor_t *b =
-            rt__acquire(sys, atomic_load_explicit(&a->id, memory_order_relaxed));
+        rt_actor_t *b = rt__acquire(
+            sys, atomic_load_explicit(&a->id, memory_order_relaxed));
         if (!b)
             continue;
         bool port = b->lflags & AF_PORT;

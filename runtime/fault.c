@@ -117,9 +117,8 @@ rt_fault_action_t rt_fault_hit(rt_fault_point_t *fp)
 
 int rt_fault_arm(const char *name, const rt_fault_arm_t *arm)
 {
-    if (!name || !arm || arm->action == RT_FAULT_NONE ||
-        arm->probability < 0 || arm->probability > 1 ||
-        (!arm->count && arm->probability == 0))
+    if (!name || !arm || arm->action == RT_FAULT_NONE || arm->probability < 0 ||
+        arm->probability > 1 || (!arm->count && arm->probability == 0))
         return RT_EINVAL;
     rt_fault_point_t *p = rt_fault_point(name);
     if (!p)

@@ -12,8 +12,7 @@ static const char *const names[] = {"debug", "info", "warn", "error", "off"};
 
 void rt_log_set_level(rt_log_level_t level)
 {
-    atomic_store_explicit(&rt_log_threshold, (int)level,
-                          memory_order_relaxed);
+    atomic_store_explicit(&rt_log_threshold, (int)level, memory_order_relaxed);
 }
 
 rt_log_level_t rt_log_get_level(void)
@@ -35,8 +34,8 @@ const char *rt_log_level_name(rt_log_level_t level)
     return level >= RT_LOG_DEBUG && level <= RT_LOG_OFF ? names[level] : "?";
 }
 
-void rt_log_write(rt_log_level_t level, const char *component,
-                  const char *fmt, ...)
+void rt_log_write(rt_log_level_t level, const char *component, const char *fmt,
+                  ...)
 {
     char line[1024];
     struct timeval tv;

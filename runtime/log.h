@@ -26,14 +26,14 @@ rt_log_level_t rt_log_get_level(void);
 int rt_log_parse_level(const char *name);
 const char *rt_log_level_name(rt_log_level_t level);
 
-void rt_log_write(rt_log_level_t level, const char *component,
-                  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void rt_log_write(rt_log_level_t level, const char *component, const char *fmt,
+                  ...) __attribute__((format(printf, 3, 4)));
 
-#define rt_log(level, component, ...)                                      \
-    do {                                                                   \
-        if ((int)(level) >= atomic_load_explicit(&rt_log_threshold,        \
-                                                 memory_order_relaxed))    \
-            rt_log_write((level), (component), __VA_ARGS__);               \
+#define rt_log(level, component, ...)                                          \
+    do {                                                                       \
+        if ((int)(level) >=                                                    \
+            atomic_load_explicit(&rt_log_threshold, memory_order_relaxed))     \
+            rt_log_write((level), (component), __VA_ARGS__);                   \
     } while (0)
 
 #endif

@@ -140,8 +140,7 @@ static bool wait_push(rt_port_t *p, uint64_t deadline)
 
 static uint64_t deadline_of(int timeout_ms)
 {
-    return timeout_ms < 0 ? 0
-                          : rt__now_ns() + (uint64_t)timeout_ms * 1000000u;
+    return timeout_ms < 0 ? 0 : rt__now_ns() + (uint64_t)timeout_ms * 1000000u;
 }
 
 rt_msg_t *rt_port_recv(rt_port_t *p, int timeout_ms)
@@ -211,8 +210,8 @@ void rt_port_free(rt_port_t *p)
     if (!p)
         return;
     while (p->stash_head) {
-        rt_msg_t *n = atomic_load_explicit(&p->stash_head->next,
-                                           memory_order_relaxed);
+        rt_msg_t *n =
+            atomic_load_explicit(&p->stash_head->next, memory_order_relaxed);
         free(p->stash_head);
         p->stash_head = n;
     }

@@ -111,8 +111,8 @@ static reg_entry_t **find_name(struct rt_registry *r, const char *name,
 
 /* Takes *pp, found by find_name() with head pointer *headp, out of its hash
  * chain. Lock held. */
-static void unchain_name(struct rt_registry *r, uint64_t h,
-                         reg_entry_t **headp, reg_entry_t **pp)
+static void unchain_name(struct rt_registry *r, uint64_t h, reg_entry_t **headp,
+                         reg_entry_t **pp)
 {
     reg_entry_t *e = *pp;
     *pp = e->next_same_hash;

@@ -31,15 +31,15 @@
 
 enum {
     RT_OK = 0,
-    RT_ENOMEM = -ENOMEM,       /* allocation failed */
-    RT_EINVAL = -EINVAL,       /* bad argument */
-    RT_ENOPROC = -ESRCH,       /* no live actor has that id */
-    RT_EFULL = -ENOBUFS,       /* mailbox at its bound: message refused */
-    RT_EEXIST = -EEXIST,       /* name already registered */
-    RT_ENOENT = -ENOENT,       /* no such name, child or fault point */
-    RT_ETIMEDOUT = -ETIMEDOUT, /* a deadline passed */
-    RT_ELIMIT = -EMFILE,       /* actor table full (max_actors reached) */
-    RT_ESHUTDOWN = -ESHUTDOWN, /* the system is stopping */
+    RT_ENOMEM = -ENOMEM,        /* allocation failed */
+    RT_EINVAL = -EINVAL,        /* bad argument */
+    RT_ENOPROC = -ESRCH,        /* no live actor has that id */
+    RT_EFULL = -ENOBUFS,        /* mailbox at its bound: message refused */
+    RT_EEXIST = -EEXIST,        /* name already registered */
+    RT_ENOENT = -ENOENT,        /* no such name, child or fault point */
+    RT_ETIMEDOUT = -ETIMEDOUT,  /* a deadline passed */
+    RT_ELIMIT = -EMFILE,        /* actor table full (max_actors reached) */
+    RT_ESHUTDOWN = -ESHUTDOWN,  /* the system is stopping */
     RT_EFAULT_INJECTED = -4096, /* an armed fault point said "fail" */
     RT_ECRASH = -4097,          /* a handler crashed (failed check, fault) */
     RT_EKILLED = -4098,         /* killed: an untrappable exit */
@@ -140,11 +140,11 @@ typedef struct rt_behaviour {
 /* ---- the system --------------------------------------------------------- */
 
 typedef struct rt_config {
-    int schedulers;           /* threads; 0 = one per core */
-    uint32_t max_actors;      /* live actors at once; 0 = 4,194,304 */
-    uint32_t batch;           /* messages per actor turn; 0 = 64 */
-    uint32_t mailbox_limit;   /* default bound per mailbox; 0 = 1,000,000 */
-    uint64_t fault_seed;      /* seed for fault points; 0 = from the clock */
+    int schedulers;         /* threads; 0 = one per core */
+    uint32_t max_actors;    /* live actors at once; 0 = 4,194,304 */
+    uint32_t batch;         /* messages per actor turn; 0 = 64 */
+    uint32_t mailbox_limit; /* default bound per mailbox; 0 = 1,000,000 */
+    uint64_t fault_seed;    /* seed for fault points; 0 = from the clock */
 } rt_config_t;
 
 /* Creates and starts the schedulers. Returns NULL with *err set on failure.
@@ -162,13 +162,14 @@ int rt_system_schedulers(const rt_system_t *sys);
 /* The actor running on this thread now, or NULL outside any handler. */
 rt_actor_t *rt_current(void);
 
-/* ---- actors --------------------------------------------------------------- */
+/* ---- actors ---------------------------------------------------------------
+ */
 
 typedef struct rt_spawn_opts {
-    rt_id_t link;           /* link to this actor from birth (spawn_link) */
-    int pin;                /* scheduler index to pin to; -1 = the
-                             * caller's scheduler; 0 in a zeroed struct
-                             * means "not pinned" only with `pinned` unset */
+    rt_id_t link; /* link to this actor from birth (spawn_link) */
+    int pin;      /* scheduler index to pin to; -1 = the
+                   * caller's scheduler; 0 in a zeroed struct
+                   * means "not pinned" only with `pinned` unset */
     bool pinned;
     bool trap_exit;         /* receive exits of links as RT_MSG_EXIT */
     uint32_t mailbox_limit; /* 0 = the system default */
@@ -199,7 +200,8 @@ void rt_exit(rt_actor_t *self, int reason);
  * (true) or end this actor too when abnormal (false). Actor. */
 void rt_trap_exit(rt_actor_t *self, bool on);
 
-/* ---- messages ------------------------------------------------------------- */
+/* ---- messages -------------------------------------------------------------
+ */
 
 /* A message with `size` bytes of uninitialised payload. NULL when out of
  * memory. Any thread. */
@@ -213,14 +215,15 @@ void rt_msg_free(rt_msg_t *m);
 int rt_send(rt_system_t *sys, rt_id_t to, rt_msg_t *m);
 
 /* rt_msg_new() + copy + rt_send(). Returns RT_ENOMEM too. Any thread. */
-int rt_send_copy(rt_system_t *sys, rt_id_t to, uint32_t type,
-                 const void *data, uint32_t size);
+int rt_send_copy(rt_system_t *sys, rt_id_t to, uint32_t type, const void *data,
+                 uint32_t size);
 
 /* Sends an exit signal: RT_EKILLED kills even a trapping actor; any other
  * reason behaves as if a linked actor had exited with it. Any thread. */
 int rt_kill(rt_system_t *sys, rt_id_t to, int reason);
 
-/* ---- links and monitors ---------------------------------------------------- */
+/* ---- links and monitors ----------------------------------------------------
+ */
 
 /* Links self and other both ways. If other is not alive, self receives an
  * exit with reason RT_ENOPROC as if it had died at once. Actor. */
@@ -246,13 +249,13 @@ int rt_unregister_key(rt_system_t *sys, uint64_t key);
 rt_id_t rt_whereis(rt_system_t *sys, const char *name);
 rt_id_t rt_whereis_key(rt_system_t *sys, uint64_t key);
 
-/* ---- timers, requests ------------------------------------------------------ */
+/* ---- timers, requests ------------------------------------------------------
+ */
 
 /* Sends `m` to `to` after `ms` milliseconds. Returns a timer reference
  * (> 0) for rt_cancel_timer(), or a negative code (m is freed then). Any
  * thread. */
-int64_t rt_send_after(rt_system_t *sys, rt_id_t to, rt_msg_t *m,
-                      uint64_t ms);
+int64_t rt_send_after(rt_system_t *sys, rt_id_t to, rt_msg_t *m, uint64_t ms);
 
 /* Cancels a timer. Returns 0 if it will not fire, RT_ENOENT if it already
  * fired or never existed. Any thread. */
@@ -270,7 +273,8 @@ int64_t rt_request(rt_actor_t *self, rt_id_t to, rt_msg_t *m,
  * thread. */
 int rt_reply(rt_system_t *sys, const rt_msg_t *req, rt_msg_t *reply);
 
-/* ---- blocking work ---------------------------------------------------------- */
+/* ---- blocking work ----------------------------------------------------------
+ */
 
 typedef struct rt_work_done {
     uint64_t tag; /* as given to rt_work() */
@@ -283,7 +287,8 @@ typedef struct rt_work_done {
  * fn must not touch actor state other than through arg. Actor. */
 int rt_work(rt_actor_t *self, int (*fn)(void *arg), void *arg, uint64_t tag);
 
-/* ---- libuv handles ---------------------------------------------------------- */
+/* ---- libuv handles ----------------------------------------------------------
+ */
 
 /* The loop of the scheduler that runs self. Only a pinned actor may own
  * handles on it; its handle callbacks run on the same thread between actor
@@ -300,7 +305,8 @@ void *rt_handle_new(rt_actor_t *self, size_t size);
  * Pinned actor. */
 void rt_handle_close(rt_actor_t *self, void *handle);
 
-/* ---- ports: mailboxes for threads that are not schedulers ------------------ */
+/* ---- ports: mailboxes for threads that are not schedulers ------------------
+ */
 
 /* A port is an actor id whose messages are taken by a plain thread (a test,
  * main, a CLI) with rt_port_recv() instead of by a handler. It can link,
@@ -317,7 +323,8 @@ uint64_t rt_port_monitor(rt_port_t *p, rt_id_t who);
 rt_msg_t *rt_port_call(rt_port_t *p, rt_id_t to, rt_msg_t *m, int timeout_ms);
 void rt_port_free(rt_port_t *p);
 
-/* ---- supervisors ------------------------------------------------------------- */
+/* ---- supervisors
+ * ------------------------------------------------------------- */
 
 typedef enum rt_strategy {
     RT_ONE_FOR_ONE,
@@ -333,23 +340,23 @@ typedef enum rt_restart {
 } rt_restart_t;
 
 typedef struct rt_child_spec {
-    const char *name;            /* for introspection; copied */
+    const char *name; /* for introspection; copied */
     const rt_behaviour_t *behaviour;
-    void *arg;                   /* given to init at every (re)start */
+    void *arg; /* given to init at every (re)start */
     rt_restart_t restart;
-    uint32_t shutdown_ms;        /* grace before a kill; 0 = 5,000 */
-    bool is_supervisor;          /* shown as such in the tree */
-    bool pinned;                 /* pin to `pin` */
+    uint32_t shutdown_ms; /* grace before a kill; 0 = 5,000 */
+    bool is_supervisor;   /* shown as such in the tree */
+    bool pinned;          /* pin to `pin` */
     int pin;
 } rt_child_spec_t;
 
 typedef struct rt_sup_spec {
     const char *name;
     rt_strategy_t strategy;
-    uint32_t intensity;          /* restarts allowed ... */
-    uint32_t period_ms;          /* ... within this window */
+    uint32_t intensity; /* restarts allowed ... */
+    uint32_t period_ms; /* ... within this window */
     const rt_child_spec_t *children;
-    size_t nchildren;            /* with SIMPLE_ONE_FOR_ONE: exactly 1 */
+    size_t nchildren; /* with SIMPLE_ONE_FOR_ONE: exactly 1 */
 } rt_sup_spec_t;
 
 /* The behaviour of a supervisor; its spawn arg is a const rt_sup_spec_t *
@@ -363,8 +370,7 @@ rt_id_t rt_sup_start(rt_system_t *sys, const rt_sup_spec_t *spec, int *err);
 
 /* Starts a dynamic child (SIMPLE_ONE_FOR_ONE) with its own arg. Returns
  * the child's id, or 0 with *err set. Blocking (uses a port). */
-rt_id_t rt_sup_start_child(rt_system_t *sys, rt_id_t sup, void *arg,
-                           int *err);
+rt_id_t rt_sup_start_child(rt_system_t *sys, rt_id_t sup, void *arg, int *err);
 
 /* The same from inside an actor: the reply arrives as a message with the
  * returned ref whose payload is an rt_sup_started_t. Actor. */
@@ -380,7 +386,8 @@ int64_t rt_sup_start_child_async(rt_actor_t *self, rt_id_t sup, void *arg,
  * Blocking. */
 int rt_sup_stop(rt_system_t *sys, rt_id_t sup, int timeout_ms);
 
-/* ---- fault points -------------------------------------------------------------- */
+/* ---- fault points
+ * -------------------------------------------------------------- */
 
 typedef enum rt_fault_action {
     RT_FAULT_NONE = 0,
@@ -392,10 +399,10 @@ typedef enum rt_fault_action {
 
 typedef struct rt_fault_arm {
     rt_fault_action_t action;
-    double probability;   /* per hit, 0..1; used when count is 0 */
-    uint64_t count;       /* fire on the next `count` hits, then disarm */
-    uint64_t after;       /* let this many hits pass first */
-    uint32_t delay_ms;    /* for RT_FAULT_DELAY */
+    double probability; /* per hit, 0..1; used when count is 0 */
+    uint64_t count;     /* fire on the next `count` hits, then disarm */
+    uint64_t after;     /* let this many hits pass first */
+    uint32_t delay_ms;  /* for RT_FAULT_DELAY */
 } rt_fault_arm_t;
 
 /* A named place in the code that can be armed. Define with RT_FAULT_POINT,
@@ -411,12 +418,12 @@ rt_fault_action_t rt_fault_hit(rt_fault_point_t *fp);
 rt_fault_point_t *rt_fault_point(const char *name);
 
 /* rt_fault("store.commit") at a site: cached lookup, then a hit. */
-#define rt_fault(name)                                                     \
-    __extension__({                                                        \
-        static rt_fault_point_t *_rt_fp;                                   \
-        if (!_rt_fp)                                                       \
-            _rt_fp = rt_fault_point(name);                                 \
-        rt_fault_hit(_rt_fp);                                              \
+#define rt_fault(name)                                                         \
+    __extension__({                                                            \
+        static rt_fault_point_t *_rt_fp;                                       \
+        if (!_rt_fp)                                                           \
+            _rt_fp = rt_fault_point(name);                                     \
+        rt_fault_hit(_rt_fp);                                                  \
     })
 
 int rt_fault_arm(const char *name, const rt_fault_arm_t *arm);
@@ -427,24 +434,25 @@ void rt_fault_seed(uint64_t seed);
 
 typedef struct rt_fault_info {
     const char *name;
-    rt_fault_arm_t arm;   /* action NONE when disarmed */
-    uint64_t hits;        /* times reached */
-    uint64_t fired;       /* times it did something */
+    rt_fault_arm_t arm; /* action NONE when disarmed */
+    uint64_t hits;      /* times reached */
+    uint64_t fired;     /* times it did something */
 } rt_fault_info_t;
 /* Calls fn for every known point. */
 void rt_fault_foreach(void (*fn)(const rt_fault_info_t *fi, void *ctx),
                       void *ctx);
 
-/* ---- introspection ----------------------------------------------------------- */
+/* ---- introspection
+ * ----------------------------------------------------------- */
 
 typedef struct rt_actor_info {
     rt_id_t id;
     const char *kind;
     rt_id_t parent;
-    uint32_t mailbox;     /* messages waiting */
-    uint64_t handled;     /* messages handled */
-    uint32_t restarts;    /* times its supervisor restarted its child slot */
-    int scheduler;        /* pinned scheduler, or -1 */
+    uint32_t mailbox;  /* messages waiting */
+    uint64_t handled;  /* messages handled */
+    uint32_t restarts; /* times its supervisor restarted its child slot */
+    int scheduler;     /* pinned scheduler, or -1 */
     bool is_port;
 } rt_actor_info_t;
 
@@ -460,13 +468,13 @@ void rt_actor_foreach(rt_system_t *sys,
 
 typedef struct rt_sched_info {
     int index;
-    uint64_t turns;       /* actor turns run */
-    uint64_t messages;    /* messages handled */
-    uint64_t steals;      /* actors taken from others */
-    uint64_t sleeps;      /* times it went idle */
-    uint32_t runq;        /* actors ready now */
-    double busy;          /* fraction of wall time running actors, since
-                           * the previous call */
+    uint64_t turns;    /* actor turns run */
+    uint64_t messages; /* messages handled */
+    uint64_t steals;   /* actors taken from others */
+    uint64_t sleeps;   /* times it went idle */
+    uint32_t runq;     /* actors ready now */
+    double busy;       /* fraction of wall time running actors, since
+                        * the previous call */
 } rt_sched_info_t;
 
 typedef struct rt_system_info {
@@ -490,7 +498,7 @@ int rt_sched_info(rt_system_t *sys, int index, rt_sched_info_t *out);
 typedef struct rt_actor_detail {
     rt_actor_info_t info;
     uint32_t nlinks, nmonitors, nmonitored_by, nchildren;
-    rt_id_t links[16];       /* the first 16 of each */
+    rt_id_t links[16]; /* the first 16 of each */
     rt_id_t monitors[16];
     rt_id_t children[16];
     char summary[256];

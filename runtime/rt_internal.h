@@ -35,19 +35,19 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define RT_INDEX_BITS 24
-#define RT_INDEX_MASK ((UINT64_C(1) << RT_INDEX_BITS) - 1)
+#define RT_INDEX_BITS       24
+#define RT_INDEX_MASK       ((UINT64_C(1) << RT_INDEX_BITS) - 1)
 #define RT_MAX_ACTORS_LIMIT (1u << RT_INDEX_BITS)
-#define RT_SLOT_SIZE 128
-#define RT_INLINE_STATE 24
+#define RT_SLOT_SIZE        128
+#define RT_INLINE_STATE     24
 
 /* ctl word */
 #define CTL_REFS_MASK UINT64_C(0xffffff)
-#define CTL_DEAD (UINT64_C(1) << 24)   /* no new references */
-#define CTL_KILL (UINT64_C(1) << 25)   /* untrappable kill pending */
-#define CTL_REG (UINT64_C(1) << 26)    /* has registry entries */
+#define CTL_DEAD      (UINT64_C(1) << 24) /* no new references */
+#define CTL_KILL      (UINT64_C(1) << 25) /* untrappable kill pending */
+#define CTL_REG       (UINT64_C(1) << 26) /* has registry entries */
 #define CTL_GEN_SHIFT 32
-#define CTL_GEN(ctl) ((uint32_t)((ctl) >> CTL_GEN_SHIFT))
+#define CTL_GEN(ctl)  ((uint32_t)((ctl) >> CTL_GEN_SHIFT))
 
 /* local flags, touched only by the thread running the actor */
 enum {
@@ -64,8 +64,8 @@ enum {
     SYS_EXIT_SIGNAL = RT_MSG_SYSTEM + 32, /* payload sys_exit_t */
     SYS_LINK,                             /* from links to self */
     SYS_UNLINK,
-    SYS_MONITOR,   /* ref: monitor ref; from: watcher */
-    SYS_DEMONITOR, /* ref */
+    SYS_MONITOR,    /* ref: monitor ref; from: watcher */
+    SYS_DEMONITOR,  /* ref */
     SYS_DETAIL_REQ, /* payload rt_id_t to; ref */
     SYS_WAKE,       /* no-op: wakes an actor to notice CTL_KILL */
 };
@@ -128,9 +128,9 @@ struct rt_actor {
     _Atomic rt_id_t id;        /* written at spawn, read by senders */
     rt_msg_t *_Atomic mb_stub; /* the stub node: only `next` is used */
     rt_id_t parent;
-    int8_t pin;        /* scheduler index when AF_PINNED */
+    int8_t pin; /* scheduler index when AF_PINNED */
     uint8_t lflags;
-    uint16_t restarts; /* set at spawn by a supervisor; saturates */
+    uint16_t restarts;   /* set at spawn by a supervisor; saturates */
     int32_t exit_reason; /* with AF_EXITING, and once dead */
     const rt_behaviour_t *beh;
 
@@ -265,8 +265,8 @@ typedef struct rt_sched {
 
     /* counters, written by the owner, read by anyone */
     _Atomic uint64_t turns, messages, steals, sleeps;
-    _Atomic uint64_t busy_ns;  /* time not asleep, up to busy_since */
-    _Atomic uint64_t busy_since; /* when it last woke; 0 while asleep */
+    _Atomic uint64_t busy_ns;            /* time not asleep, up to busy_since */
+    _Atomic uint64_t busy_since;         /* when it last woke; 0 while asleep */
     uint64_t last_busy_ns, last_wall_ns; /* for rt_sched_info's ratio */
     uint32_t tick;
 } rt_sched_t;

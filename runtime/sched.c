@@ -60,7 +60,8 @@ uint64_t rt__now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- locked actor queues --------------------------------------------------- */
+/* ---- locked actor queues ---------------------------------------------------
+ */
 
 static void actorq_push(rt_actorq_t *q, rt_actor_t *a)
 {
@@ -94,7 +95,8 @@ static rt_actor_t *actorq_pop(rt_actorq_t *q)
     return a;
 }
 
-/* ---- the ring -------------------------------------------------------------- */
+/* ---- the ring --------------------------------------------------------------
+ */
 
 /* Owner only. False when full. */
 static bool ring_push(rt_sched_t *s, rt_actor_t *a)
@@ -120,8 +122,8 @@ static rt_actor_t *ring_pop(rt_sched_t *s)
         uint32_t t = atomic_load_explicit(&s->rq_tail, memory_order_acquire);
         if (h == t)
             return NULL;
-        rt_actor_t *a = atomic_load_explicit(
-            &s->rq_buf[h & (RT_RUNQ_CAP - 1)], memory_order_relaxed);
+        rt_actor_t *a = atomic_load_explicit(&s->rq_buf[h & (RT_RUNQ_CAP - 1)],
+                                             memory_order_relaxed);
         if (atomic_compare_exchange_weak_explicit(&s->rq_head, &h, h + 1,
                                                   memory_order_acq_rel,
                                                   memory_order_acquire))
@@ -136,7 +138,8 @@ static uint32_t ring_len(rt_sched_t *s)
     return t - h;
 }
 
-/* ---- waking ------------------------------------------------------------------ */
+/* ---- waking
+ * ------------------------------------------------------------------ */
 
 static void wake_sched(rt_sched_t *s)
 {
@@ -193,13 +196,13 @@ void rt__schedule(rt_system_t *sys, rt_actor_t *a)
     }
     uv_mutex_lock(&sys->glob_lock);
     actorq_push(&sys->globq, a);
-    atomic_store_explicit(&sys->glob_len, sys->globq.len,
-                          memory_order_relaxed);
+    atomic_store_explicit(&sys->glob_len, sys->globq.len, memory_order_relaxed);
     uv_mutex_unlock(&sys->glob_lock);
     wake_one(sys, me);
 }
 
-/* ---- finding work ---------------------------------------------------------------- */
+/* ---- finding work
+ * ---------------------------------------------------------------- */
 
 static rt_actor_t *take_locked(uv_mutex_t *lock, rt_actorq_t *q,
                                _Atomic uint32_t *len)
@@ -251,7 +254,8 @@ static rt_actor_t *next_actor(rt_sched_t *s)
     return steal(s);
 }
 
-/* ---- commands from other threads ------------------------------------------------------ */
+/* ---- commands from other threads
+ * ------------------------------------------------------ */
 
 void rt__post(rt_sched_t *s, void (*fn)(rt_sched_t *, void *), void *arg)
 {
@@ -295,7 +299,9 @@ static void on_wake(uv_async_t *h)
     run_cmds(s);
 }
 
-/* ---- the loop ----------------------------------------------------------------------------- */
+/* ---- the loop
+ * -----------------------------------------------------------------------------
+ */
 
 static void sched_main(void *arg)
 {
@@ -353,8 +359,8 @@ static void sched_main(void *arg)
          * two per actor turn. Event callbacks run while "asleep" count as
          * idle, which is close enough for a load gauge. */
         uint64_t now = rt__now_ns();
-        uint64_t since = atomic_load_explicit(&s->busy_since,
-                                              memory_order_relaxed);
+        uint64_t since =
+            atomic_load_explicit(&s->busy_since, memory_order_relaxed);
         atomic_store_explicit(
             &s->busy_ns,
             atomic_load_explicit(&s->busy_ns, memory_order_relaxed) +
@@ -374,7 +380,9 @@ static void sched_main(void *arg)
     rt__set_this_sched(NULL);
 }
 
-/* ---- the system ----------------------------------------------------------------------------- */
+/* ---- the system
+ * -----------------------------------------------------------------------------
+ */
 
 static int sched_new(rt_system_t *sys, int index, rt_sched_t **out)
 {
@@ -487,8 +495,8 @@ rt_system_t *rt_system_start(const rt_config_t *cfg, int *err)
     if (sys->cfg.fault_seed)
         rt_fault_seed(sys->cfg.fault_seed);
     for (i = 0; i < sys->nsched; i++) {
-        rc = uv_thread_create(&sys->sched[i]->thread, sched_main,
-                              sys->sched[i]);
+        rc =
+            uv_thread_create(&sys->sched[i]->thread, sched_main, sys->sched[i]);
         if (rc < 0) {
             /* the threads already running stop with the system */
             sys->nsched = i;
@@ -553,7 +561,8 @@ void rt_system_stop(rt_system_t *sys)
     free(sys);
 }
 
-/* ---- introspection ----------------------------------------------------------------------- */
+/* ---- introspection
+ * ----------------------------------------------------------------------- */
 
 void rt_system_info(rt_system_t *sys, rt_system_info_t *out)
 {
@@ -580,8 +589,8 @@ int rt_sched_info(rt_system_t *sys, int index, rt_sched_info_t *out)
     out->messages = atomic_load_explicit(&s->messages, memory_order_relaxed);
     out->steals = atomic_load_explicit(&s->steals, memory_order_relaxed);
     out->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
-    out->runq = ring_len(s) +
-                atomic_load_explicit(&s->pin_len, memory_order_relaxed);
+    out->runq =
+        ring_len(s) + atomic_load_explicit(&s->pin_len, memory_order_relaxed);
     /* The busy ratio is over the interval since the previous call; two
      * callers at once would each see part of it, which is acceptable for
      * a gauge. */

@@ -76,8 +76,8 @@ static int start_child(rt_actor_t *self, sup_t *s, uint32_t i)
         .restarts = c->restarts,
     };
     int err;
-    rt_id_t id = rt_spawn(rt_system(self), c->spec->behaviour, c->arg, &o,
-                          &err);
+    rt_id_t id =
+        rt_spawn(rt_system(self), c->spec->behaviour, c->arg, &o, &err);
     if (!id)
         return err;
     c->id = id;
@@ -195,8 +195,8 @@ static void stop_next(rt_actor_t *self, sup_t *s)
 }
 
 /* Stops kids[from..to) in reverse, then does `after`. */
-static void begin_stop(rt_actor_t *self, sup_t *s, uint32_t from,
-                       uint32_t to, sup_after_t after)
+static void begin_stop(rt_actor_t *self, sup_t *s, uint32_t from, uint32_t to,
+                       sup_after_t after)
 {
     s->after = after;
     s->nstop = 0;
@@ -223,9 +223,9 @@ static void on_child_exit(rt_actor_t *self, sup_t *s, uint32_t i, int reason)
     c->id = 0;
     bool simple = s->spec->strategy == RT_SIMPLE_ONE_FOR_ONE;
 
-    bool restart = c->spec->restart == RT_PERMANENT ||
-                   (c->spec->restart == RT_TRANSIENT &&
-                    !rt_reason_is_normal(reason));
+    bool restart =
+        c->spec->restart == RT_PERMANENT ||
+        (c->spec->restart == RT_TRANSIENT && !rt_reason_is_normal(reason));
     if (!restart) {
         if (simple)
             remove_child(s, i);
@@ -267,8 +267,8 @@ static int on_exit_msg(rt_actor_t *self, sup_t *s, const rt_exit_info_t *e)
         if (e->reason == RT_NORMAL)
             return RT_CONTINUE;
         if (s->after != AFTER_EXIT)
-            shut_down(self, s, e->reason == RT_SHUTDOWN ? RT_SHUTDOWN
-                                                        : e->reason);
+            shut_down(self, s,
+                      e->reason == RT_SHUTDOWN ? RT_SHUTDOWN : e->reason);
         return RT_CONTINUE;
     }
     if (s->stop && s->stop_pos < s->nstop && s->stop[s->stop_pos] == i) {
@@ -297,8 +297,8 @@ static int sup_init(rt_actor_t *self, void *arg)
 {
     sup_t *s = rt_state(self);
     const rt_sup_spec_t *spec = arg;
-    if (!spec || (spec->strategy == RT_SIMPLE_ONE_FOR_ONE &&
-                  spec->nchildren != 1))
+    if (!spec ||
+        (spec->strategy == RT_SIMPLE_ONE_FOR_ONE && spec->nchildren != 1))
         return RT_EINVAL;
     s->spec = spec;
     s->restart_only = UINT32_MAX;
@@ -380,14 +380,13 @@ static void sup_describe(rt_actor_t *self, char *buf, size_t len)
 {
     sup_t *s = rt_state(self);
     static const char *const names[] = {"one_for_one", "one_for_all",
-                                        "rest_for_one",
-                                        "simple_one_for_one"};
+                                        "rest_for_one", "simple_one_for_one"};
     uint32_t running = 0;
     for (uint32_t i = 0; i < s->n; i++)
         running += s->kids[i].id != 0;
     snprintf(buf, len, "supervisor %s strategy=%s children=%u running=%u",
-             s->spec->name ? s->spec->name : "-",
-             names[s->spec->strategy], s->n, running);
+             s->spec->name ? s->spec->name : "-", names[s->spec->strategy],
+             s->n, running);
 }
 
 const rt_behaviour_t rt_supervisor = {
@@ -414,8 +413,7 @@ rt_id_t rt_sup_start(rt_system_t *sys, const rt_sup_spec_t *spec, int *err)
     return rt_spawn(sys, &rt_supervisor, (void *)spec, NULL, err);
 }
 
-rt_id_t rt_sup_start_child(rt_system_t *sys, rt_id_t sup, void *arg,
-                           int *err)
+rt_id_t rt_sup_start_child(rt_system_t *sys, rt_id_t sup, void *arg, int *err)
 {
     int dummy;
     if (!err)

@@ -75,8 +75,7 @@ static void stop(rt_sched_t *s, void *arg)
     uv_close((uv_handle_t *)&t->h, rec_free);
 }
 
-int64_t rt_send_after(rt_system_t *sys, rt_id_t to, rt_msg_t *m,
-                      uint64_t ms)
+int64_t rt_send_after(rt_system_t *sys, rt_id_t to, rt_msg_t *m, uint64_t ms)
 {
     if (!m)
         return RT_EINVAL;
@@ -85,8 +84,8 @@ int64_t rt_send_after(rt_system_t *sys, rt_id_t to, rt_msg_t *m,
         me = NULL;
     rt_sched_t *s = me;
     if (!s) {
-        uint32_t k = atomic_fetch_add_explicit(&sys->next_pick, 1,
-                                               memory_order_relaxed);
+        uint32_t k =
+            atomic_fetch_add_explicit(&sys->next_pick, 1, memory_order_relaxed);
         s = sys->sched[k % (uint32_t)sys->nsched];
     }
     rt_timer_rec_t *t = calloc(1, sizeof(*t));
@@ -163,7 +162,8 @@ void rt__timers_close(rt_sched_t *s)
     rt_map_free(&s->timers);
 }
 
-/* ---- requests ---------------------------------------------------------------------- */
+/* ---- requests
+ * ---------------------------------------------------------------------- */
 
 int64_t rt_request(rt_actor_t *self, rt_id_t to, rt_msg_t *m,
                    uint64_t timeout_ms)
