@@ -607,6 +607,24 @@ void rt_exit(rt_actor_t *self, int reason)
     self->exit_reason = reason;
 }
 
+void rt_enter(rt_actor_t *self)
+{
+    rt__set_current(self);
+}
+
+void rt_leave(rt_actor_t *self)
+{
+    rt__set_current(NULL);
+    if (!(self->lflags & AF_EXITING))
+        return;
+    /* the actor must end in a turn of its own: wake it */
+    rt_msg_t *m = rt_msg_new(SYS_WAKE, 0);
+    if (m) {
+        m->from = self->id;
+        rt__send_sys(rt_system(self), self->id, m);
+    }
+}
+
 void rt_trap_exit(rt_actor_t *self, bool on)
 {
     if (on)
@@ -917,6 +935,20 @@ static void exit_link(rt_id_t to, void *ctx)
     send_exit(ec->sys, to, ec->who, ec->reason, true);
 }
 
+/* Dying with messages unread: links and monitors among them are answered
+ * now, as if made after the death, so their makers hear at once. What
+ * arrives later is answered when the slot is reclaimed. */
+static void answer_queued(rt_system_t *sys, rt_actor_t *a)
+{
+    rt_msg_t *m; /* we are the consumer: its turn, or a port's owner */
+    while ((m = mb_pop(a))) {
+        if (m->type == SYS_LINK)
+            send_exit(sys, m->from, a->id, a->exit_reason, true);
+        else if (m->type == SYS_MONITOR)
+            send_down(sys, m->from, m->ref, a->id, a->exit_reason);
+    }
+}
+
 void rt__die(rt_system_t *sys, rt_actor_t *a, int reason)
 {
     a->exit_reason = reason;
@@ -926,6 +958,8 @@ void rt__die(rt_system_t *sys, rt_actor_t *a, int reason)
     /* From here no sender can take a reference; those holding one may
      * still push, and their messages are freed with the slot. */
     atomic_fetch_or_explicit(&a->ctl, CTL_DEAD, memory_order_acq_rel);
+
+    answer_queued(sys, a);
 
     rt_actor_ext_t *x = a->ext;
     if (x) {
@@ -1052,6 +1086,12 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
         } else if (rc == RT_STOP) {
             dead = true;
         }
+    }
+
+    /* rt_exit() from a handle callback (rt_enter/rt_leave) */
+    if (!dead && (a->lflags & AF_EXITING)) {
+        reason = a->exit_reason;
+        dead = true;
     }
 
     uint32_t n = 0;

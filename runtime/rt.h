@@ -305,6 +305,15 @@ void *rt_handle_new(rt_actor_t *self, size_t size);
  * Pinned actor. */
 void rt_handle_close(rt_actor_t *self, void *handle);
 
+/* Handle callbacks run between actor turns, outside any actor. Bracketing
+ * a callback with rt_enter(self) ... rt_leave(self) makes it act as self:
+ * rt_current() returns self, rt_send() stamps self's id, and the calls
+ * documented "Actor" may be used. If the callback calls rt_exit(), the
+ * actor ends at once when rt_leave() runs its next turn. Pinned actor's
+ * own thread, outside a turn; not nestable. */
+void rt_enter(rt_actor_t *self);
+void rt_leave(rt_actor_t *self);
+
 /* ---- ports: mailboxes for threads that are not schedulers ------------------
  */
 

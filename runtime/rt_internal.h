@@ -231,6 +231,7 @@ typedef struct rt_sched {
     uv_thread_t thread;
     uv_loop_t loop;
     uv_async_t wake;
+    uv_timer_t limbo_timer; /* wakes a sleeper that left slots in limbo */
 
     /* Local run queue: a ring the owner pushes at tail; the owner and
      * thieves pop at head with a CAS. */

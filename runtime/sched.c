@@ -293,6 +293,11 @@ static void run_cmds(rt_sched_t *s)
     }
 }
 
+static void on_limbo_timer(uv_timer_t *h)
+{
+    (void)h; /* waking up was the point */
+}
+
 static void on_wake(uv_async_t *h)
 {
     rt_sched_t *s = h->data;
@@ -369,6 +374,10 @@ static void sched_main(void *arg)
         atomic_store_explicit(&s->busy_since, 0, memory_order_relaxed);
         /* asleep we hold no actor pointers; callbacks use references */
         rt__quiescent(s, false);
+        /* slots still in limbo wait for another scheduler's quiescent
+         * point: come back for them soon rather than sleep on them */
+        if (s->nlimbo)
+            uv_timer_start(&s->limbo_timer, on_limbo_timer, 1, 0);
         uv_run(&s->loop, UV_RUN_ONCE);
         rt__quiescent(s, true);
         atomic_store_explicit(&s->busy_since, rt__now_ns(),
@@ -399,6 +408,8 @@ static int sched_new(rt_system_t *sys, int index, rt_sched_t **out)
     if (rc < 0)
         goto fail_async;
     s->wake.data = s;
+    uv_timer_init(&s->loop, &s->limbo_timer);
+    uv_unref((uv_handle_t *)&s->limbo_timer);
     uv_mutex_init(&s->pin_lock);
     uv_mutex_init(&s->cmd_lock);
     uv_mutex_init(&s->timer_lock);

@@ -260,9 +260,9 @@ static void test_trap_exit(void **state)
     assert_no_handler_failures();
 }
 
-/* A normal exit (RT_NORMAL or RT_SHUTDOWN, as `how` ends it) does not end
- * a non-trapping link: it is still there to be killed later, and its DOWN
- * says so. A trapping link is told of it. */
+/* A normal exit (RT_NORMAL, as `how` ends it) does not end a non-trapping
+ * link: it is still there to be killed later, and its DOWN says so. A
+ * trapping link is told of it. */
 static void normal_exit_case(fixture_t *f, uint32_t how, int reason)
 {
     rt_id_t a = spawn_peer(f, 0, false);
@@ -288,9 +288,25 @@ static void test_normal_exit_not_propagated(void **state)
     normal_exit_case(*state, T_STOP, RT_NORMAL);
 }
 
-static void test_shutdown_exit_not_propagated(void **state)
+/* RT_SHUTDOWN counts as normal for restarts, but, as in Erlang, it does
+ * end a non-trapping link (with RT_SHUTDOWN); a trapping one is told. */
+static void test_shutdown_exit_propagates(void **state)
 {
-    normal_exit_case(*state, T_EXIT, RT_SHUTDOWN);
+    fixture_t *f = *state;
+    rt_id_t a = spawn_peer(f, 0, false);
+    rt_id_t t = spawn_peer(f, 0, true);
+    uint64_t ra = rt_port_monitor(f->tp->p, a);
+    rt_id_t b = spawn_peer(f, a, false);
+    tell(f, t, T_LINK, (int64_t)b);
+    assert_int_equal(wait_from(f, EV_LINKED, t).a, 0);
+    uint64_t rb = rt_port_monitor(f->tp->p, b);
+    tell(f, b, T_EXIT, RT_SHUTDOWN);
+    assert_int_equal(down_reason(f, rb), RT_SHUTDOWN);
+    trt_event_t ev = wait_from(f, EV_EXIT, t);
+    assert_int_equal(ev.a, b);
+    assert_int_equal(ev.b, RT_SHUTDOWN);
+    assert_int_equal(down_reason(f, ra), RT_SHUTDOWN);
+    assert_no_handler_failures();
 }
 
 /* rt_kill: any reason but RT_EKILLED is an exit signal (trappable; ends a
@@ -445,8 +461,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trap_exit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_normal_exit_not_propagated, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_shutdown_exit_not_propagated,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_exit_propagates, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_demonitor, setup, teardown),
