@@ -30,8 +30,9 @@ typedef struct pending {
     chat_acc_req_t req;
     stage_t stage;
     int64_t store_ref;
-    bool have_user; /* login: the account exists */
-    uint64_t ops;   /* argon2id parameters, copied for the pool thread */
+    bool have_user;  /* login: the account exists */
+    bool use_invite; /* register: token_hash is the invite's hash */
+    uint64_t ops;    /* argon2id parameters, copied for the pool thread */
     size_t mem;
     chat_user_rec_t user;
     char pwhash[crypto_pwhash_STRBYTES];
@@ -259,6 +260,51 @@ static int start_work(rt_actor_t *self, pending_t *p, int (*fn)(void *),
     return 0;
 }
 
+/* Registration is closed: an invite must come with the request. Its hash
+ * is kept in p->token_hash for the store, which uses it up. Returns 0, or
+ * answers 203 and returns -1. */
+static int check_invite(rt_actor_t *self, pending_t *p)
+{
+    acc_state_t *st = rt_state(self);
+    size_t len = strlen(p->req.invite);
+
+    if (len == 0)
+        return reply_err(self, p, PROTO_E_BAD_INVITE,
+                         "registration is closed: an invite is needed", 0),
+               -1;
+    crypto_generichash(p->token_hash, sizeof(p->token_hash),
+                       (const uint8_t *)p->req.invite, len, NULL, 0);
+    int rc = chat_db_invite_get(st->db, p->token_hash, NULL);
+    if (rc == -ENOENT)
+        return reply_err(self, p, PROTO_E_BAD_INVITE,
+                         "unknown or already used invite", 0),
+               -1;
+    if (rc < 0)
+        return reply_err(self, p, PROTO_E_INTERNAL, "store read failed", 0), -1;
+    p->use_invite = true;
+    return 0;
+}
+
+/* Refuses an account the operator blocked; the caller has checked its
+ * password or token already. Returns 0, or answers and returns -1. */
+static int check_blocked(rt_actor_t *self, pending_t *p, uint64_t uid)
+{
+    acc_state_t *st = rt_state(self);
+    int rc = chat_db_user_blocked(st->db, uid, NULL);
+
+    if (rc == 0)
+        return 0;
+    if (rc > 0) {
+        rt_log(RT_LOG_INFO, "accounts", "event=blocked_login uid=%llu",
+               (unsigned long long)uid);
+        reply_err(self, p, PROTO_E_FORBIDDEN, "account blocked by the operator",
+                  0);
+    } else {
+        reply_err(self, p, PROTO_E_INTERNAL, "store read failed", 0);
+    }
+    return -1;
+}
+
 /* Each op_* answers now and returns < 0 (p is freed), or returns 0 and
  * keeps p for a later stage. */
 static int op_register(rt_actor_t *self, pending_t *p)
@@ -266,17 +312,16 @@ static int op_register(rt_actor_t *self, pending_t *p)
     acc_state_t *st = rt_state(self);
     chat_user_rec_t u;
     char msg[64];
+    int rc;
 
-    if (!st->cfg->registration_open)
-        return reply_err(self, p, PROTO_E_BAD_INVITE, "registration is closed",
-                         0),
-               -1;
+    if (!st->cfg->registration_open && (rc = check_invite(self, p)) < 0)
+        return rc;
     if (strlen(p->req.password) < st->cfg->min_password) {
         snprintf(msg, sizeof(msg), "password shorter than %u bytes",
                  st->cfg->min_password);
         return reply_err(self, p, PROTO_E_BAD_VALUE, msg, 0), -1;
     }
-    int rc = chat_db_user_get(st->db, p->req.user, strlen(p->req.user), &u);
+    rc = chat_db_user_get(st->db, p->req.user, strlen(p->req.user), &u);
     if (rc == 0)
         return reply_err(self, p, PROTO_E_EXISTS, "user name taken", 0), -1;
     if (rc != -ENOENT)
@@ -335,6 +380,8 @@ static int op_resume(rt_actor_t *self, pending_t *p)
     }
     if (rc < 0)
         return reply_err(self, p, PROTO_E_INTERNAL, "store read failed", 0), -1;
+    if (check_blocked(self, p, uid) < 0)
+        return -1;
 
     chat_store_op_t touch = {.kind = CHAT_STORE_TOUCH_DEVICE,
                              .uid = uid,
@@ -456,7 +503,10 @@ static int after_work(rt_actor_t *self, pending_t *p, int result)
         if (result < 0)
             return reply_err(self, p, PROTO_E_INTERNAL, "hashing failed", 0),
                    -1;
-        chat_store_op_t op = {.kind = CHAT_STORE_CREATE_USER, .now = now_ms()};
+        chat_store_op_t op = {.kind = CHAT_STORE_CREATE_USER,
+                              .now = now_ms(),
+                              .invite = p->use_invite};
+        memcpy(op.token_hash, p->token_hash, sizeof(op.token_hash));
         memcpy(op.user, p->req.user, sizeof(op.user));
         memcpy(op.pwhash, p->pwhash, sizeof(op.pwhash));
         return store_write(self, p, &op);
@@ -473,6 +523,8 @@ static int after_work(rt_actor_t *self, pending_t *p, int result)
     if (result < 0)
         return reply_err(self, p, PROTO_E_INTERNAL, "hashing failed", 0), -1;
     rl_clear(st, st->by_user, p->req.user);
+    if (check_blocked(self, p, p->user.uid) < 0)
+        return -1;
     randombytes_buf(p->token, sizeof(p->token));
     crypto_generichash(p->token_hash, sizeof(p->token_hash), p->token,
                        sizeof(p->token), NULL, 0);
@@ -501,6 +553,9 @@ static void after_store(rt_actor_t *self, pending_t *p,
 
     if (d->result == -EEXIST && p->req.op == PROTO_OP_REGISTER)
         return reply_err(self, p, PROTO_E_EXISTS, "user name taken", 0);
+    if (d->result == -EACCES && p->req.op == PROTO_OP_REGISTER)
+        return reply_err(self, p, PROTO_E_BAD_INVITE,
+                         "unknown or already used invite", 0);
     if (d->result == -ENOENT && p->req.op == PROTO_OP_DEVICE_REVOKE)
         return reply_err(self, p, PROTO_E_NOT_FOUND, "no such device", 0);
     if (d->result < 0 && d->result != -ENOENT)
@@ -558,6 +613,7 @@ static int on_request(rt_actor_t *self, rt_msg_t *msg)
     p->req.user[PROTO_MAX_NAME] = '\0';
     p->req.password[PROTO_MAX_PASSWORD] = '\0';
     p->req.device[PROTO_MAX_TEXT] = '\0';
+    p->req.invite[PROTO_MAX_TEXT] = '\0';
     p->req.addr[sizeof(p->req.addr) - 1] = '\0';
     if (p->req.token_len > PROTO_MAX_TOKEN)
         p->req.token_len = PROTO_MAX_TOKEN;

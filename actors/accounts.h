@@ -15,6 +15,12 @@
  * address in a window (settings login_fail_*); beyond the limit a request
  * is answered 204 with the time left in the window, before any password is
  * checked.
+ *
+ * The operator (the remote shell) can block an account: its logins and
+ * resumes are refused with 303 once the password or token is known good,
+ * so a block does not tell strangers which names exist. When registration
+ * is closed, register needs an invite the operator made; it is used up in
+ * the transaction that creates the account.
  */
 #ifndef PARLEY_ACTORS_ACCOUNTS_H
 #define PARLEY_ACTORS_ACCOUNTS_H
@@ -56,6 +62,7 @@ typedef struct chat_acc_req {
     char user[PROTO_MAX_NAME + 1];
     char password[PROTO_MAX_PASSWORD + 1];
     char device[PROTO_MAX_TEXT + 1];
+    char invite[PROTO_MAX_TEXT + 1]; /* register: may be empty */
     uint8_t token[PROTO_MAX_TOKEN];
     uint32_t token_len;
     char addr[48]; /* client address, for rate limits */

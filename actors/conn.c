@@ -245,6 +245,7 @@ static void to_accounts(conn_t *c, const proto_req_t *req)
     case PROTO_OP_REGISTER:
         copy_str(a.user, sizeof(a.user), req->u.reg.user);
         copy_str(a.password, sizeof(a.password), req->u.reg.password);
+        copy_str(a.invite, sizeof(a.invite), req->u.reg.invite);
         break;
     case PROTO_OP_LOGIN:
         copy_str(a.user, sizeof(a.user), req->u.login.user);

@@ -4,6 +4,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -177,7 +178,68 @@ int chat_db_devices_each(chat_db_t *db, uint64_t uid,
     return n;
 }
 
+/* Operator state lives in the meta table under prefixed keys, so that it
+ * needs no table of its own: "blocked/" + be64 uid, "invite/" + hash. */
+#define BLOCKED_PREFIX "blocked/"
+#define INVITE_PREFIX  "invite/"
+
+static size_t blocked_key(uint8_t key[16], uint64_t uid)
+{
+    size_t n = sizeof(BLOCKED_PREFIX) - 1;
+
+    memcpy(key, BLOCKED_PREFIX, n);
+    for (int i = 0; i < 8; i++)
+        key[n + i] = (uint8_t)(uid >> (56 - 8 * i));
+    return n + 8;
+}
+
+static size_t invite_key(uint8_t key[48], const uint8_t *hash)
+{
+    size_t n = sizeof(INVITE_PREFIX) - 1;
+
+    memcpy(key, INVITE_PREFIX, n);
+    memcpy(key + n, hash, CHAT_TOKEN_HASH);
+    return n + CHAT_TOKEN_HASH;
+}
+
+int chat_db_user_blocked(chat_db_t *db, uint64_t uid, uint64_t *since)
+{
+    uint8_t key[16];
+    uint64_t t = 0;
+    int rc = get_fixed(db, db->meta, key, blocked_key(key, uid), &t, sizeof(t));
+
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (since)
+        *since = t;
+    return 1;
+}
+
+int chat_db_invite_get(chat_db_t *db, const uint8_t hash[CHAT_TOKEN_HASH],
+                       uint64_t *created)
+{
+    uint8_t key[48];
+    uint64_t t = 0;
+    int rc = get_fixed(db, db->meta, key, invite_key(key, hash), &t, sizeof(t));
+
+    if (rc == 0 && created)
+        *created = t;
+    return rc;
+}
+
 /* ---- writes, run on the thread pool ------------------------------------ */
+
+/* Relaxed: they are statistics, read by the operator's shell; nothing is
+ * ordered by them. */
+static _Atomic uint64_t store_commits, store_writes;
+
+void chat_store_counters(uint64_t *commits, uint64_t *writes)
+{
+    *commits = atomic_load_explicit(&store_commits, memory_order_relaxed);
+    *writes = atomic_load_explicit(&store_writes, memory_order_relaxed);
+}
 
 typedef struct pending_op {
     chat_store_op_t op;
@@ -217,6 +279,15 @@ static int op_create_user(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
 
     if (mdb_get(txn, db->users, &k, &v) == 0)
         return p->done.result = -EEXIST, 0;
+    if (p->op.invite) {
+        uint8_t key[48];
+        MDB_val ik = {invite_key(key, p->op.token_hash), key};
+        rc = mdb_del(txn, db->meta, &ik, NULL);
+        if (rc == MDB_NOTFOUND)
+            return p->done.result = -EACCES, 0;
+        if (rc)
+            return rc;
+    }
     if ((rc = next_id(txn, db->meta, "next_uid", &u.uid)))
         return rc;
     memcpy(u.pwhash, p->op.pwhash, sizeof(u.pwhash));
@@ -278,9 +349,35 @@ static int op_device(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
     return mdb_del(txn, db->devices, &k, NULL);
 }
 
+/* Block, unblock and invites: operator writes to the meta table. */
+static int op_operator(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
+{
+    uint8_t key[48];
+    uint64_t now = p->op.now;
+    MDB_val k = {0, key}, v = {sizeof(now), &now};
+    int rc;
+
+    p->done.uid = p->op.uid;
+    if (p->op.kind == CHAT_STORE_ADD_INVITE) {
+        k.mv_size = invite_key(key, p->op.token_hash);
+        return mdb_put(txn, db->meta, &k, &v, 0);
+    }
+    k.mv_size = blocked_key(key, p->op.uid);
+    if (p->op.kind == CHAT_STORE_BLOCK_USER)
+        return mdb_put(txn, db->meta, &k, &v, 0);
+    rc = mdb_del(txn, db->meta, &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return p->done.result = -ENOENT, 0;
+    return rc;
+}
+
 static int apply(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
 {
     switch (p->op.kind) {
+    case CHAT_STORE_BLOCK_USER:
+    case CHAT_STORE_UNBLOCK_USER:
+    case CHAT_STORE_ADD_INVITE:
+        return op_operator(db, txn, p);
     case CHAT_STORE_CREATE_USER:
         return op_create_user(db, txn, p);
     case CHAT_STORE_ADD_DEVICE:
@@ -415,6 +512,11 @@ static int store_handle(rt_actor_t *self, rt_msg_t *msg)
         st->committing = false;
         st->commits++;
         st->writes += b->n;
+        if (d.result == 0) {
+            atomic_fetch_add_explicit(&store_commits, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&store_writes, b->n,
+                                      memory_order_relaxed);
+        }
         reply_all(self, b, d.result);
         batch_free(b);
         return start_commit(self);

@@ -16,6 +16,7 @@
 #ifndef PARLEY_ACTORS_STORE_H
 #define PARLEY_ACTORS_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <sodium.h>
@@ -61,6 +62,19 @@ int chat_db_devices_each(chat_db_t *db, uint64_t uid,
                                    void *ctx),
                          void *ctx);
 
+/* Whether the operator blocked account `uid`: 1 (and *since, ms since the
+ * epoch, when since is not NULL), 0 when not, or -EIO. Any thread. */
+int chat_db_user_blocked(chat_db_t *db, uint64_t uid, uint64_t *since);
+
+/* Whether an unused invite with this token hash exists: 0 (and *created),
+ * -ENOENT, or -EIO. Any thread. */
+int chat_db_invite_get(chat_db_t *db, const uint8_t hash[CHAT_TOKEN_HASH],
+                       uint64_t *created);
+
+/* Totals since the process started, for the operator: transactions
+ * committed and writes they carried. Any thread. */
+void chat_store_counters(uint64_t *commits, uint64_t *writes);
+
 /* ---- the store actor ---- */
 
 /* Registered under this name while alive. */
@@ -83,6 +97,9 @@ typedef enum chat_store_kind {
     CHAT_STORE_REVOKE_DEVICE,   /* uid, devid: drops it and its token;
                                  * -ENOENT */
     CHAT_STORE_TOUCH_DEVICE,    /* uid, devid, now: sets last_seen */
+    CHAT_STORE_BLOCK_USER,      /* uid, now: the operator blocks it */
+    CHAT_STORE_UNBLOCK_USER,    /* uid: -ENOENT when it was not blocked */
+    CHAT_STORE_ADD_INVITE,      /* token_hash, now: a registration invite */
 } chat_store_kind_t;
 
 typedef struct chat_store_op {
@@ -92,10 +109,13 @@ typedef struct chat_store_op {
     char device[PROTO_MAX_TEXT + 1];
     char pwhash[crypto_pwhash_STRBYTES];
     uint8_t token_hash[CHAT_TOKEN_HASH];
+    /* CREATE_USER: token_hash is an invite, used up in the same
+     * transaction; -EACCES when it is unknown or already used */
+    bool invite;
 } chat_store_op_t;
 
 typedef struct chat_store_done {
-    int result; /* 0, -EEXIST, -ENOENT, -EIO */
+    int result; /* 0, -EEXIST, -ENOENT, -EACCES, -EIO */
     uint64_t uid, devid;
 } chat_store_done_t;
 
