@@ -417,9 +417,10 @@ static void do_login(const char *user, const char *pw)
  * password, the next line is read as one, unechoed on a terminal. */
 static void account_cmd(bool reg, const char *args)
 {
-    char user[64] = "", pw[PROTO_MAX_PASSWORD + 1] = "";
+    char user[64] = "";
+    int off = -1;
 
-    if (sscanf(args, "%63s %256s", user, pw) < 1) {
+    if (sscanf(args, "%63s %n", user, &off) < 1) {
         printf("usage: /%s NAME [PASSWORD]\n", reg ? "register" : "login");
         return;
     }
@@ -427,6 +428,8 @@ static void account_cmd(bool reg, const char *args)
         printf("a user name has at most %d bytes\n", PROTO_MAX_NAME);
         return;
     }
+    /* the password is the rest of the line: it may hold spaces */
+    const char *pw = off >= 0 ? args + off : "";
     if (!pw[0]) {
         g.pw_for = reg ? PW_REGISTER : PW_LOGIN;
         snprintf(g.pw_user, sizeof(g.pw_user), "%s", user);
