@@ -369,16 +369,18 @@ static uint32_t reclaim_list(rt_system_t *sys, rt_limbo_t *v, uint32_t n,
 
 void rt__reclaim(rt_system_t *sys, rt_sched_t *s)
 {
-    if (!(s && s->nlimbo) &&
-        !atomic_load_explicit((_Atomic uint32_t *)&sys->nlimbo,
-                              memory_order_relaxed))
+    bool global =
+        atomic_load_explicit(&sys->limbo_hint, memory_order_relaxed) != 0;
+    if (!(s && s->nlimbo) && !global)
         return;
     uint64_t safe = safe_epoch(sys, s);
     if (s)
         s->nlimbo = reclaim_list(sys, s->limbo, s->nlimbo, safe);
-    if (sys->nlimbo) {
+    if (global) {
         uv_mutex_lock(&sys->limbo_lock);
         sys->nlimbo = reclaim_list(sys, sys->limbo, sys->nlimbo, safe);
+        atomic_store_explicit(&sys->limbo_hint, sys->nlimbo,
+                              memory_order_relaxed);
         uv_mutex_unlock(&sys->limbo_lock);
     }
 }
@@ -476,7 +478,6 @@ static rt_actor_t *spawn_slot(rt_system_t *sys, const rt_behaviour_t *b,
             pin = (s && s->sys == sys) ? s->index : 0;
         }
         a->pin = (int8_t)(pin % sys->nsched);
-        a->lflags |= AF_PINNED;
     }
     if (opts && opts->trap_exit)
         a->lflags |= AF_TRAP;
@@ -561,7 +562,7 @@ static int port_handle(rt_actor_t *self, rt_msg_t *m)
     return RT_CONTINUE;
 }
 
-static const rt_behaviour_t port_behaviour = {
+const rt_behaviour_t rt__port_behaviour = {
     .kind = "port",
     .handle = port_handle,
 };
@@ -569,11 +570,10 @@ static const rt_behaviour_t port_behaviour = {
 rt_actor_t *rt__spawn_port(rt_system_t *sys, void *port, int *err)
 {
     rt_spawn_opts_t o = {.trap_exit = true};
-    rt_actor_t *a = spawn_slot(sys, &port_behaviour, NULL, &o, err);
+    rt_actor_t *a = spawn_slot(sys, &rt__port_behaviour, NULL, &o, err);
     if (!a)
         return NULL;
-    a->lflags |= AF_PORT | AF_INITED;
-    atomic_store_explicit(&a->handled, 0, memory_order_relaxed);
+    a->lflags |= AF_INITED;
     a->state = port;
     atomic_fetch_add_explicit(&sys->ports, 1, memory_order_relaxed);
     return a;
@@ -664,8 +664,8 @@ int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
          * read of it errs on the side of refusing */
         uint32_t n = atomic_load_explicit(&a->mb_in, memory_order_relaxed);
         do {
-            uint32_t out =
-                atomic_load_explicit(&a->mb_out, memory_order_relaxed);
+            uint32_t out = (uint32_t)atomic_load_explicit(&a->mb_out,
+                                                          memory_order_relaxed);
             /* `out` may be newer than our `n`: then the difference is
              * negative, the depth unknown but small, and the CAS below
              * fails and we look again */
@@ -680,7 +680,7 @@ int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
             &a->mb_in, &n, n + 1, memory_order_relaxed, memory_order_relaxed));
     }
     if (mb_push(a, m)) {
-        if (a->lflags & AF_PORT)
+        if (rt__is_port(a))
             rt__port_notify(a);
         else
             rt__schedule(sys, a);
@@ -1078,7 +1078,6 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
     if (!(a->lflags & AF_INITED)) {
         void *arg = a->init_arg;
         a->lflags |= AF_INITED;
-        atomic_store_explicit(&a->handled, 0, memory_order_relaxed);
         int rc = a->beh->init ? a->beh->init(a, arg) : 0;
         if (rc < 0 || (a->lflags & AF_EXITING)) {
             reason = rc < 0 ? rc : a->exit_reason;
@@ -1138,10 +1137,6 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
     }
     if (n) {
         atomic_store_explicit(
-            &a->handled,
-            atomic_load_explicit(&a->handled, memory_order_relaxed) + n,
-            memory_order_relaxed);
-        atomic_store_explicit(
             &s->messages,
             atomic_load_explicit(&s->messages, memory_order_relaxed) + n,
             memory_order_relaxed);
@@ -1169,12 +1164,10 @@ static void fill_info(rt_actor_t *a, rt_id_t id, rt_actor_info_t *out)
     out->kind = a->beh->kind ? a->beh->kind : "actor";
     out->parent = a->parent;
     out->mailbox = mb_depth(a);
-    out->handled = (a->lflags & AF_INITED)
-                       ? atomic_load_explicit(&a->handled, memory_order_relaxed)
-                       : 0;
+    out->handled = atomic_load_explicit(&a->mb_out, memory_order_relaxed);
     out->restarts = a->restarts;
-    out->scheduler = (a->lflags & AF_PINNED) ? a->pin : -1;
-    out->is_port = (a->lflags & AF_PORT) != 0;
+    out->scheduler = a->pin;
+    out->is_port = rt__is_port(a);
 }
 
 int rt_actor_info(rt_system_t *sys, rt_id_t id, rt_actor_info_t *out)
@@ -1279,7 +1272,7 @@ void rt__kill_all(rt_system_t *sys)
             sys, atomic_load_explicit(&a->id, memory_order_relaxed));
         if (!b)
             continue;
-        bool port = b->lflags & AF_PORT;
+        bool port = rt__is_port(b);
         rt_id_t id = b->id;
         rt__release(sys, b);
         if (!port)

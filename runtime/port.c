@@ -63,10 +63,12 @@ rt_id_t rt_port_id(const rt_port_t *p)
 
 static rt_msg_t *copy_out(const rt_msg_t *m)
 {
-    rt_msg_t *c = malloc(sizeof(*c) + m->size);
+    /* not `next`: a producer may be linking the following node into it */
+    rt_msg_t *c = rt_msg_new(m->type, m->size);
     if (c) {
-        memcpy(c, m, sizeof(*c) + m->size);
-        atomic_store_explicit(&c->next, NULL, memory_order_relaxed);
+        c->from = m->from;
+        c->ref = m->ref;
+        memcpy(c->data, m->data, m->size);
     }
     return c;
 }
@@ -93,10 +95,6 @@ static rt_msg_t *pop_visible(rt_port_t *p)
         atomic_store_explicit(
             &a->mb_out,
             atomic_load_explicit(&a->mb_out, memory_order_relaxed) + 1,
-            memory_order_relaxed);
-        atomic_store_explicit(
-            &a->handled,
-            atomic_load_explicit(&a->handled, memory_order_relaxed) + 1,
             memory_order_relaxed);
         if (m->type >= RT_MSG_SYSTEM && m->type < RT_MSG_LIB) {
             int reason;

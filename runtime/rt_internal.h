@@ -54,8 +54,6 @@ enum {
     AF_INITED = 1 << 0,
     AF_TRAP = 1 << 1,
     AF_EXITING = 1 << 2,
-    AF_PORT = 1 << 3,
-    AF_PINNED = 1 << 4,
     AF_STATE_HEAP = 1 << 5,
 };
 
@@ -128,7 +126,7 @@ struct rt_actor {
     _Atomic rt_id_t id;        /* written at spawn, read by senders */
     rt_msg_t *_Atomic mb_stub; /* the stub node: only `next` is used */
     rt_id_t parent;
-    int8_t pin; /* scheduler index when AF_PINNED */
+    int8_t pin; /* scheduler index, or -1 if not pinned; set at spawn */
     uint8_t lflags;
     uint16_t restarts;   /* set at spawn by a supervisor; saturates */
     int32_t exit_reason; /* with AF_EXITING, and once dead */
@@ -137,14 +135,10 @@ struct rt_actor {
     /* second cache line: the owner's, so the consumer does not fight
      * producers for the first */
     rt_msg_t *mb_tail;       /* last consumed node (or the stub) */
-    _Atomic uint32_t mb_out; /* messages ever popped */
-    uint32_t spare;
+    _Atomic uint64_t mb_out; /* messages ever popped: "handled" */
     void *state;
     rt_actor_ext_t *ext;
-    union {
-        void *init_arg;           /* until init has run */
-        _Atomic uint64_t handled; /* after */
-    };
+    void *init_arg; /* for init; the spawner's, then the actor's */
     _Alignas(8) unsigned char istate[RT_INLINE_STATE];
 };
 
@@ -185,7 +179,8 @@ static inline uint32_t mb_depth(rt_actor_t *a)
 {
     /* read `out` first: `in` only grows, so the difference can only be
      * an overestimate by what arrived in between, never negative */
-    uint32_t out = atomic_load_explicit(&a->mb_out, memory_order_acquire);
+    uint32_t out =
+        (uint32_t)atomic_load_explicit(&a->mb_out, memory_order_acquire);
     int32_t d =
         (int32_t)(atomic_load_explicit(&a->mb_in, memory_order_acquire) - out);
     return d > 0 ? (uint32_t)d : 0;
@@ -297,6 +292,7 @@ struct rt_system {
     uv_mutex_t limbo_lock; /* slots retired outside schedulers */
     struct rt_limbo *limbo;
     uint32_t nlimbo, cap_limbo;
+    _Atomic uint32_t limbo_hint; /* nlimbo, readable without the lock */
 
     _Atomic uint64_t next_ref;
     _Atomic uint32_t next_pick;
@@ -350,6 +346,11 @@ void rt__kill_all(rt_system_t *sys);
 int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded);
 void rt__die(rt_system_t *sys, rt_actor_t *a, int reason);
 rt_actor_t *rt__spawn_port(rt_system_t *sys, void *port, int *err);
+extern const rt_behaviour_t rt__port_behaviour;
+static inline bool rt__is_port(const rt_actor_t *a)
+{
+    return a->beh == &rt__port_behaviour;
+}
 uint64_t rt__monitor(rt_system_t *sys, rt_actor_t *watcher, rt_id_t other);
 enum { SYSMSG_DONE = 0, SYSMSG_PASS = 1, SYSMSG_DIE = 2 };
 int rt__handle_system(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m,

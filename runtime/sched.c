@@ -176,7 +176,7 @@ void rt__schedule(rt_system_t *sys, rt_actor_t *a)
     if (me && me->sys != sys)
         me = NULL;
 
-    if (a->lflags & AF_PINNED) {
+    if (a->pin >= 0) {
         rt_sched_t *p = sys->sched[a->pin];
         uv_mutex_lock(&p->pin_lock);
         actorq_push(&p->pinq, a);
