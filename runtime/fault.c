@@ -11,6 +11,8 @@
  */
 #include "rt_internal.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -177,4 +179,96 @@ void rt_fault_foreach(void (*fn)(const rt_fault_info_t *fi, void *ctx),
         fn(&fi, ctx);
     }
     uv_mutex_unlock(&points_lock);
+}
+
+static int parse_action(const char *s, rt_fault_action_t *out)
+{
+    static const struct {
+        const char *name;
+        rt_fault_action_t action;
+    } actions[] = {{"fail", RT_FAULT_FAIL},
+                   {"delay", RT_FAULT_DELAY},
+                   {"crash", RT_FAULT_CRASH},
+                   {"drop", RT_FAULT_DROP}};
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++) {
+        if (strcmp(s, actions[i].name) == 0) {
+            *out = actions[i].action;
+            return 0;
+        }
+    }
+    return RT_EINVAL;
+}
+
+/* One entry, NAME=ACTION[:k=v...], modified in place. */
+static int parse_entry(char *e, char *err, size_t errlen)
+{
+    char *eq = strchr(e, '=');
+    if (!eq || eq == e) {
+        snprintf(err, errlen, "fault entry '%s': expected NAME=ACTION", e);
+        return RT_EINVAL;
+    }
+    *eq = '\0';
+    char *rest = eq + 1;
+    char *opt = strchr(rest, ':');
+    if (opt)
+        *opt++ = '\0';
+    rt_fault_arm_t arm = {0};
+    if (parse_action(rest, &arm.action) < 0) {
+        snprintf(err, errlen,
+                 "fault '%s': unknown action '%s' (fail, delay, crash, drop)",
+                 e, rest);
+        return RT_EINVAL;
+    }
+    while (opt && *opt) {
+        char *next = strchr(opt, ':');
+        if (next)
+            *next++ = '\0';
+        char *end = NULL;
+        if (strncmp(opt, "p=", 2) == 0)
+            arm.probability = strtod(opt + 2, &end);
+        else if (strncmp(opt, "count=", 6) == 0)
+            arm.count = strtoull(opt + 6, &end, 10);
+        else if (strncmp(opt, "after=", 6) == 0)
+            arm.after = strtoull(opt + 6, &end, 10);
+        else if (strncmp(opt, "delay=", 6) == 0)
+            arm.delay_ms = (uint32_t)strtoul(opt + 6, &end, 10);
+        if (!end || *end) {
+            snprintf(err, errlen,
+                     "fault '%s': bad option '%s' (p=, count=, after=, "
+                     "delay=)",
+                     e, opt);
+            return RT_EINVAL;
+        }
+        opt = next;
+    }
+    if (!arm.count && arm.probability == 0)
+        arm.probability = 1.0;
+    if (rt_fault_arm(e, &arm) < 0) {
+        snprintf(err, errlen, "fault '%s': p must be within 0..1", e);
+        return RT_EINVAL;
+    }
+    return 0;
+}
+
+int rt_fault_arm_spec(const char *spec, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (!err || !errlen) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    err[0] = '\0';
+    char *copy = strdup(spec ? spec : "");
+    if (!copy)
+        return RT_ENOMEM;
+    int armed = 0, rc = 0;
+    char *save = NULL;
+    for (char *e = strtok_r(copy, ",; ", &save); e;
+         e = strtok_r(NULL, ",; ", &save)) {
+        if ((rc = parse_entry(e, err, errlen)) < 0)
+            break;
+        armed++;
+    }
+    free(copy);
+    return rc < 0 ? rc : armed;
 }

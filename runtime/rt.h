@@ -436,6 +436,14 @@ rt_fault_point_t *rt_fault_point(const char *name);
     })
 
 int rt_fault_arm(const char *name, const rt_fault_arm_t *arm);
+
+/* Arms points from a text setting, as a config file or an operator writes
+ * it: entries separated by ',' or ';', each
+ *   NAME=ACTION[:p=PROB][:count=N][:after=N][:delay=MS]
+ * with ACTION one of fail, delay, crash, drop; without p or count the
+ * point fires on every hit. Returns the number of points armed, or
+ * RT_EINVAL with a message naming the bad entry in err (if not NULL). */
+int rt_fault_arm_spec(const char *spec, char *err, size_t errlen);
 int rt_fault_disarm(const char *name);
 /* Reseeds every point's generator: the same seed and the same sequence of
  * hits give the same faults. */
