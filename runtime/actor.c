@@ -281,7 +281,7 @@ static void slot_reclaim(rt_system_t *sys, rt_actor_t *a)
                 send_down(sys, n->from, n->ref, id, a->exit_reason);
         }
         if (n != stub_of(a))
-            free(n);
+            rt_msg_free(n);
         n = next;
     }
     a->mb_tail = NULL;
@@ -636,9 +636,112 @@ void rt_trap_exit(rt_actor_t *self, bool on)
 /* ---- messages --------------------------------------------------------------
  */
 
+/*
+ * Small messages (most of them: signals, acks, receipts) come from a cache
+ * on each scheduler thread, refilled and drained in batches of
+ * MSGQ_BATCH through a shared stack. A message is usually freed on another
+ * core than the one that made it; without the shared stack the freeing
+ * thread's cache would only grow while the sending thread's stayed empty,
+ * and glibc's allocator would take an arena lock per message.
+ *
+ * Invariant: every message whose size is at most MSGQ_SMALL has room for
+ * MSGQ_SMALL bytes, so any of them may go back to the cache.
+ */
+#define MSGQ_SMALL      32
+#define MSGQ_BATCH      256
+#define MSGQ_SHARED_MAX 256 /* batches kept in the shared stack */
+
+typedef struct msg_cache {
+    rt_msg_t *head;
+    uint32_t n;
+} msg_cache_t;
+
+static _Thread_local msg_cache_t msg_cache;
+static uv_once_t msg_once = UV_ONCE_INIT;
+static uv_mutex_t msg_lock;
+static rt_msg_t *msg_shared[MSGQ_SHARED_MAX];
+static uint32_t msg_nshared;
+
+static void msg_init(void)
+{
+    uv_mutex_init(&msg_lock);
+}
+
+static rt_msg_t *msg_link(const rt_msg_t *m)
+{
+    return atomic_load_explicit(&m->next, memory_order_relaxed);
+}
+
+static rt_msg_t *msg_alloc_small(void)
+{
+    msg_cache_t *c = &msg_cache;
+    if (!c->head && rt__this_sched()) {
+        uv_once(&msg_once, msg_init);
+        uv_mutex_lock(&msg_lock);
+        if (msg_nshared) {
+            c->head = msg_shared[--msg_nshared];
+            c->n = MSGQ_BATCH;
+        }
+        uv_mutex_unlock(&msg_lock);
+    }
+    rt_msg_t *m = c->head;
+    if (m) {
+        c->head = msg_link(m);
+        c->n--;
+        return m;
+    }
+    return malloc(sizeof(rt_msg_t) + MSGQ_SMALL);
+}
+
+static void msg_free_small(rt_msg_t *m)
+{
+    msg_cache_t *c = &msg_cache;
+    if (!rt__this_sched()) {
+        free(m);
+        return;
+    }
+    atomic_store_explicit(&m->next, c->head, memory_order_relaxed);
+    c->head = m;
+    if (++c->n < 2 * MSGQ_BATCH)
+        return;
+    /* hand the older half to the shared stack, or to the allocator if
+     * that is full */
+    rt_msg_t *tail = c->head;
+    for (uint32_t i = 1; i < MSGQ_BATCH; i++)
+        tail = msg_link(tail);
+    rt_msg_t *batch = msg_link(tail);
+    atomic_store_explicit(&tail->next, NULL, memory_order_relaxed);
+    c->n = MSGQ_BATCH;
+    uv_once(&msg_once, msg_init);
+    uv_mutex_lock(&msg_lock);
+    if (msg_nshared < MSGQ_SHARED_MAX) {
+        msg_shared[msg_nshared++] = batch;
+        batch = NULL;
+    }
+    uv_mutex_unlock(&msg_lock);
+    while (batch) {
+        rt_msg_t *next = msg_link(batch);
+        free(batch);
+        batch = next;
+    }
+}
+
+void rt__msg_cache_flush(void)
+{
+    rt_msg_t *m = msg_cache.head;
+    while (m) {
+        rt_msg_t *next = msg_link(m);
+        free(m);
+        m = next;
+    }
+    msg_cache.head = NULL;
+    msg_cache.n = 0;
+}
+
 rt_msg_t *rt_msg_new(uint32_t type, uint32_t size)
 {
-    rt_msg_t *m = malloc(sizeof(rt_msg_t) + size);
+    rt_msg_t *m = size <= MSGQ_SMALL ? msg_alloc_small()
+                                     : malloc(sizeof(rt_msg_t) + size);
     if (!m)
         return NULL;
     atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
@@ -651,7 +754,12 @@ rt_msg_t *rt_msg_new(uint32_t type, uint32_t size)
 
 void rt_msg_free(rt_msg_t *m)
 {
-    free(m);
+    if (!m)
+        return;
+    if (m->size <= MSGQ_SMALL)
+        msg_free_small(m);
+    else
+        free(m);
 }
 
 int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
@@ -673,7 +781,7 @@ int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded)
             if (depth > 0 && (uint32_t)depth >= a->mb_limit) {
                 atomic_fetch_add_explicit(&sys->mailbox_full, 1,
                                           memory_order_relaxed);
-                free(m);
+                rt_msg_free(m);
                 return RT_EFULL;
             }
         } while (!atomic_compare_exchange_weak_explicit(
@@ -717,7 +825,7 @@ static int send_to(rt_system_t *sys, rt_id_t to, rt_msg_t *m, bool bounded)
     bool ref = !can_peek(sys);
     rt_actor_t *a = ref ? rt__acquire(sys, to) : peek(sys, to);
     if (!a) {
-        free(m);
+        rt_msg_free(m);
         return RT_ENOPROC;
     }
     int rc = rt__deliver(sys, a, m, bounded);
@@ -1105,6 +1213,11 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
         if (!m)
             break;
         n++;
+        /* the next message was most likely written on another core:
+         * start fetching it while this one is handled */
+        rt_msg_t *ahead = atomic_load_explicit(&m->next, memory_order_relaxed);
+        if (ahead)
+            __builtin_prefetch(ahead);
         /* the depth counts messages waiting, not the one in hand; only
          * this thread writes `out`, so a plain store will do */
         atomic_store_explicit(

@@ -210,7 +210,7 @@ void rt_port_free(rt_port_t *p)
     while (p->stash_head) {
         rt_msg_t *n =
             atomic_load_explicit(&p->stash_head->next, memory_order_relaxed);
-        free(p->stash_head);
+        rt_msg_free(p->stash_head);
         p->stash_head = n;
     }
     /* No new producer can take a reference once DEAD is set; wait for

@@ -194,7 +194,7 @@ static inline rt_msg_t *mb_pop(rt_actor_t *a)
         return NULL;
     a->mb_tail = next;
     if (tail != stub_of(a))
-        free(tail);
+        rt_msg_free(tail);
     return next;
 }
 
@@ -355,6 +355,9 @@ uint64_t rt__monitor(rt_system_t *sys, rt_actor_t *watcher, rt_id_t other);
 enum { SYSMSG_DONE = 0, SYSMSG_PASS = 1, SYSMSG_DIE = 2 };
 int rt__handle_system(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m,
                       int *reason);
+
+/* Frees the calling thread's cache of small messages. */
+void rt__msg_cache_flush(void);
 
 /* sched.c */
 void rt__schedule(rt_system_t *sys, rt_actor_t *a);

@@ -216,19 +216,48 @@ static rt_actor_t *take_locked(uv_mutex_t *lock, rt_actorq_t *q,
     return a;
 }
 
+/* Takes up to half of v's ring in one CAS, keeps the first and queues the
+ * rest on s's own ring: one contended operation per batch rather than per
+ * actor, and the stolen actors then stay on this core for a while. */
+static rt_actor_t *steal_half(rt_sched_t *s, rt_sched_t *v)
+{
+    rt_actor_t *got[RT_RUNQ_CAP / 2];
+    uint32_t h = atomic_load_explicit(&v->rq_head, memory_order_acquire);
+    for (;;) {
+        uint32_t t = atomic_load_explicit(&v->rq_tail, memory_order_acquire);
+        uint32_t avail = t - h;
+        if (avail == 0 || avail > RT_RUNQ_CAP)
+            return NULL;
+        uint32_t n = avail - avail / 2; /* at least one */
+        /* our own ring must have room for all but the one we run */
+        uint32_t room = RT_RUNQ_CAP - ring_len(s);
+        if (n - 1 > room)
+            n = room + 1;
+        for (uint32_t i = 0; i < n; i++)
+            got[i] = atomic_load_explicit(
+                &v->rq_buf[(h + i) & (RT_RUNQ_CAP - 1)], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&v->rq_head, &h, h + n,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            for (uint32_t i = 1; i < n; i++)
+                ring_push(s, got[i]);
+            atomic_store_explicit(
+                &s->steals,
+                atomic_load_explicit(&s->steals, memory_order_relaxed) + n,
+                memory_order_relaxed);
+            return got[0];
+        }
+    }
+}
+
 static rt_actor_t *steal(rt_sched_t *s)
 {
     rt_system_t *sys = s->sys;
     for (int k = 1; k < sys->nsched; k++) {
         rt_sched_t *v = sys->sched[(s->index + k) % sys->nsched];
-        rt_actor_t *a = ring_pop(v);
-        if (a) {
-            atomic_store_explicit(
-                &s->steals,
-                atomic_load_explicit(&s->steals, memory_order_relaxed) + 1,
-                memory_order_relaxed);
+        rt_actor_t *a = steal_half(s, v);
+        if (a)
             return a;
-        }
     }
     return NULL;
 }
@@ -386,6 +415,7 @@ static void sched_main(void *arg)
         atomic_fetch_sub(&sys->nsleeping, 1);
     }
     rt__quiescent(s, false);
+    rt__msg_cache_flush();
     rt__set_this_sched(NULL);
 }
 

@@ -422,7 +422,7 @@ rt_id_t rt_sup_start_child(rt_system_t *sys, rt_id_t sup, void *arg, int *err)
     rt_msg_t *m = rt_msg_new(SUP_START_CHILD, sizeof(arg));
     if (!p || !m) {
         rt_port_free(p);
-        free(m);
+        rt_msg_free(m);
         *err = RT_ENOMEM;
         return 0;
     }

@@ -90,7 +90,7 @@ int64_t rt_send_after(rt_system_t *sys, rt_id_t to, rt_msg_t *m, uint64_t ms)
     }
     rt_timer_rec_t *t = calloc(1, sizeof(*t));
     if (!t) {
-        free(m);
+        rt_msg_free(m);
         return RT_ENOMEM;
     }
     rt_actor_t *cur = rt_current();
@@ -104,7 +104,7 @@ int64_t rt_send_after(rt_system_t *sys, rt_id_t to, rt_msg_t *m, uint64_t ms)
     int rc = rt_map_put(&s->timers, (uint64_t)t->ref, (uint64_t)(uintptr_t)t);
     uv_mutex_unlock(&s->timer_lock);
     if (rc < 0) {
-        free(m);
+        rt_msg_free(m);
         free(t);
         return RT_ENOMEM;
     }
@@ -131,7 +131,7 @@ int rt_cancel_timer(rt_system_t *sys, int64_t ref)
     if (!found)
         return RT_ENOENT;
     rt_timer_rec_t *t = (rt_timer_rec_t *)(uintptr_t)val;
-    free(t->msg);
+    rt_msg_free(t->msg);
     t->msg = NULL;
     if (rt__this_sched() == s)
         stop(s, t);
@@ -153,7 +153,7 @@ void rt__timers_close(rt_sched_t *s)
         if (!s->timers.e[i].key)
             continue;
         rt_timer_rec_t *t = (rt_timer_rec_t *)(uintptr_t)s->timers.e[i].val;
-        free(t->msg);
+        rt_msg_free(t->msg);
         if (t->started)
             uv_close((uv_handle_t *)&t->h, rec_free);
         else
@@ -174,20 +174,20 @@ int64_t rt_request(rt_actor_t *self, rt_id_t to, rt_msg_t *m,
         return RT_EINVAL;
     rt_msg_t *tm = rt_msg_new(RT_MSG_TIMEOUT, 0);
     if (!x || !tm) {
-        free(m);
-        free(tm);
+        rt_msg_free(m);
+        rt_msg_free(tm);
         return RT_ENOMEM;
     }
     uint64_t ref = rt__new_ref(sys);
     tm->ref = ref;
     int64_t tref = rt_send_after(sys, self->id, tm, timeout_ms);
     if (tref < 0) {
-        free(m);
+        rt_msg_free(m);
         return tref;
     }
     if (rt__refvec_add(&x->pending, ref, (rt_id_t)tref) < 0) {
         rt_cancel_timer(sys, tref);
-        free(m);
+        rt_msg_free(m);
         return RT_ENOMEM;
     }
     m->ref = ref;
