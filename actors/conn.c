@@ -17,6 +17,7 @@
 #include "accounts.h"
 #include "codec.h"
 #include "log.h"
+#include "trace.h"
 
 #define READ_BUF       65536 /* one per scheduler thread */
 #define ACC_SLOTS      4     /* account requests in flight per connection */
@@ -154,6 +155,7 @@ static int on_write(void *user, const uint8_t *data, size_t len, bool more)
 
     if (c->phase == CP_DEAD)
         return -EPIPE;
+    CHAT_TRACE(c->sys, c->id, "conn", c->user, "out", "bytes=%zu", len);
     if (rt_fault("ws.write") == RT_FAULT_FAIL)
         return -EIO;
     if (s->write_queue_size == 0) {
@@ -344,6 +346,9 @@ static void on_message(void *user, const uint8_t *msg, size_t len)
     if (!decoder)
         return send_err(c, 0, PROTO_E_INTERNAL, "out of memory", 0);
     int rc = proto_decode_req(decoder, msg, len, &req);
+    CHAT_TRACE(c->sys, c->id, "conn", c->user, "in",
+               "op=%s id=%llu bytes=%zu result=%d", proto_op_name(req.op),
+               (unsigned long long)req.id, len, rc);
     uint64_t wait = rate_wait(c); /* bad requests count too */
     if (wait)
         return send_err(c, req.id, PROTO_E_RATE_LIMITED, "too many requests",
@@ -538,6 +543,11 @@ static int conn_handle(rt_actor_t *self, rt_msg_t *msg)
     case CHAT_ACC_REVOKED:
         on_revoked(c);
         break;
+    case CHAT_CONN_KICK:
+        rt_log(RT_LOG_INFO, "conn", "id=%llu event=kicked user=%s",
+               (unsigned long long)c->id, c->user[0] ? c->user : "-");
+        conn_close(c, WS_CLOSE_POLICY, "disconnected by the operator");
+        break;
     case RT_MSG_EXIT: {
         rt_exit_info_t x;
         memcpy(&x, msg->data, sizeof(x));
@@ -566,6 +576,8 @@ static void conn_terminate(rt_actor_t *self, int reason)
     ws_conn_free(&c->ws);
     if (c->counted)
         atomic_fetch_sub_explicit(&chat_conn_live, 1, memory_order_relaxed);
+    CHAT_TRACE(c->sys, c->id, "conn", c->user, "end", "reason=\"%s\"",
+               rt_strerror(reason));
 }
 
 static void conn_describe(rt_actor_t *self, char *buf, size_t len)

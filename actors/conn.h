@@ -36,6 +36,7 @@ typedef struct chat_listener_args {
 enum {
     CHAT_LISTENER_STOP = 0x5900, /* no payload */
     CHAT_CONN_STOP,              /* a connection to itself: end now */
+    CHAT_CONN_KICK,              /* the operator: close with 1008, no payload */
 };
 
 extern const rt_behaviour_t chat_listener_behaviour;

@@ -22,6 +22,7 @@
 #include "conn.h"
 #include "log.h"
 #include "rt.h"
+#include "shell.h"
 #include "store.h"
 
 #define MAX_LISTENERS 256
@@ -143,12 +144,13 @@ static void stop_listeners(rt_system_t *sys, int n, uint32_t grace_ms)
            atomic_load(&chat_conn_live));
 }
 
-static int run(const chat_config_t *cfg, chat_db_t *db)
+static int run(chat_config_t *cfg, chat_db_t *db)
 {
     rt_config_t rc = {.schedulers = (int)cfg->schedulers};
     chat_accounts_args_t acc = {.cfg = cfg, .db = db};
     static chat_listener_args_t la[MAX_LISTENERS];
-    static rt_child_spec_t kids[MAX_LISTENERS + 2];
+    static rt_child_spec_t kids[MAX_LISTENERS + 3];
+    static chat_shell_args_t shell;
     static char names[MAX_LISTENERS][24];
     int fds[MAX_LISTENERS], err = 0, sig;
     sigset_t set;
@@ -176,6 +178,12 @@ static int run(const chat_config_t *cfg, chat_db_t *db)
         rt_system_stop(sys);
         return 1;
     }
+    if ((err = chat_shell_open(&shell, cfg, db, n - 1)) < 0) {
+        for (int i = 0; i < n; i++)
+            close(fds[i]);
+        rt_system_stop(sys);
+        return err == -EINVAL ? 2 : 1;
+    }
 
     kids[0] = (rt_child_spec_t){.name = "store",
                                 .behaviour = &chat_store_behaviour,
@@ -195,16 +203,23 @@ static int run(const chat_config_t *cfg, chat_db_t *db)
                                         .pinned = true,
                                         .pin = i};
     }
+    kids[n + 2] = (rt_child_spec_t){.name = "shell",
+                                    .behaviour = &chat_shell_behaviour,
+                                    .arg = &shell,
+                                    .restart = RT_PERMANENT,
+                                    .pinned = true,
+                                    .pin = shell.pin};
     rt_sup_spec_t spec = {.name = "root",
                           .strategy = RT_ONE_FOR_ONE,
                           .intensity = 10,
                           .period_ms = 10000,
                           .children = kids,
-                          .nchildren = (size_t)n + 2};
+                          .nchildren = (size_t)n + 3};
     rt_id_t root = rt_sup_start(sys, &spec, &err);
     if (!root) {
         fprintf(stderr, "parleyd: cannot start: %s\n", rt_strerror(err));
         rt_system_stop(sys);
+        chat_shell_close(&shell);
         return 1;
     }
     rt_log(RT_LOG_INFO, "main", "event=started listeners=%d port=%d data=%s", n,
@@ -220,6 +235,7 @@ static int run(const chat_config_t *cfg, chat_db_t *db)
         close(fds[i]);
     rt_sup_stop(sys, root, 10000);
     rt_system_stop(sys);
+    chat_shell_close(&shell);
     rt_log(RT_LOG_INFO, "main", "event=stopped");
     return 0;
 }

@@ -17,6 +17,7 @@
 
 typedef enum kind {
     K_STR,
+    K_OPTSTR, /* may be empty */
     K_U32,
     K_U64,
     K_LISTEN,
@@ -84,6 +85,22 @@ static const setting_t settings[] = {
      1000, 86400000, "60000", "the window of the two limits above"},
     {"store", "map_size", K_U64, OFF(map_size), 0, 1u << 20, (uint64_t)1 << 44,
      "1073741824", "LMDB map size: the store's maximum"},
+    {"shell", "socket", K_OPTSTR, STR(shell_socket), 0, 0, "",
+     "operator shell Unix socket; empty: DATA/parley.sock, off: none"},
+    {"shell", "tcp", K_OPTSTR, STR(shell_tcp), 0, 0, "",
+     "operator shell on loopback HOST:PORT too (needs token)"},
+    {"shell", "token", K_OPTSTR, STR(shell_token), 0, 0, "",
+     "token a TCP shell client must give (16 characters or more)"},
+};
+
+/* Settings applied while the server runs: each is read where it is used,
+ * not copied at start. The others need a restart. */
+static const char *const runtime_keys[] = {
+    "log_level",        "shutdown_grace_ms",    "handshake_timeout_ms",
+    "ping_interval_ms", "idle_timeout_ms",      "send_queue_max",
+    "request_rate",     "request_burst",        "max_bad_frames",
+    "registration",     "min_password",         "login_fail_user",
+    "login_fail_addr",  "login_fail_window_ms",
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -152,7 +169,8 @@ static int set_value(chat_config_t *cfg, const setting_t *s, const char *v,
 
     switch (s->kind) {
     case K_STR:
-        if (!*v)
+    case K_OPTSTR:
+        if (!*v && s->kind == K_STR)
             return *why = "must not be empty", -EINVAL;
         if (strlen(v) >= s->size)
             return *why = "too long", -EINVAL;
@@ -382,4 +400,116 @@ int chat_config_load(chat_config_t *cfg, int argc, char **argv)
         return -EINVAL;
     }
     return 0;
+}
+
+/* ---- at run time --------------------------------------------------------
+ */
+
+static const setting_t *find_dotted(const char *key)
+{
+    const char *dot = strchr(key, '.');
+    char section[32];
+
+    if (!dot)
+        return find(NULL, key);
+    if ((size_t)(dot - key) >= sizeof(section))
+        return NULL;
+    memcpy(section, key, (size_t)(dot - key));
+    section[dot - key] = '\0';
+    return find(section, dot + 1);
+}
+
+static bool is_runtime(const setting_t *s)
+{
+    for (size_t i = 0; i < sizeof(runtime_keys) / sizeof(*runtime_keys); i++)
+        if (strcmp(runtime_keys[i], s->key) == 0)
+            return true;
+    return false;
+}
+
+int chat_config_get(const chat_config_t *cfg, const char *key, char *buf,
+                    size_t len)
+{
+    const setting_t *s = find_dotted(key);
+    const char *field;
+
+    if (!s)
+        return -ENOENT;
+    field = (const char *)cfg + s->off;
+    switch (s->kind) {
+    case K_STR:
+    case K_OPTSTR:
+        if (strcmp(s->key, "token") == 0 && *field)
+            return snprintf(buf, len, "(set, %zu characters)", strlen(field));
+        return snprintf(buf, len, "%s", field);
+    case K_U32:
+        return snprintf(buf, len, "%u", *(const uint32_t *)field);
+    case K_U64:
+    case K_PWOPS:
+        return snprintf(buf, len, "%llu",
+                        (unsigned long long)*(const uint64_t *)field);
+    case K_PWMEM:
+        return snprintf(buf, len, "%zu", *(const size_t *)field);
+    case K_LISTEN:
+        return snprintf(buf, len, "%s:%u", cfg->listen_host, cfg->listen_port);
+    case K_LEVEL:
+        return snprintf(buf, len, "%s",
+                        rt_log_level_name((rt_log_level_t)cfg->log_level));
+    case K_REGISTRATION:
+        return snprintf(buf, len, "%s",
+                        cfg->registration_open ? "open" : "closed");
+    }
+    return -ENOENT;
+}
+
+int chat_config_set(chat_config_t *cfg, const char *key, const char *value,
+                    const char **why)
+{
+    const setting_t *s = find_dotted(key);
+    chat_config_t next;
+
+    if (!s)
+        return -ENOENT;
+    if (!is_runtime(s))
+        return -EPERM;
+    /* Parsed into a copy, so a bad value changes nothing. */
+    next = *cfg;
+    if (set_value(&next, s, value, why) < 0)
+        return -EINVAL;
+    if (next.ping_interval_ms >= next.idle_timeout_ms) {
+        *why = "ping_interval_ms must stay below idle_timeout_ms";
+        return -EINVAL;
+    }
+    /* One aligned field is stored whole with a relaxed atomic store, so a
+     * reader on another thread sees the old or the new value. TODO: the
+     * readers load these fields plainly, which C calls a data race; they
+     * should use relaxed atomic loads too. */
+    char *dst = (char *)cfg + s->off, *src = (char *)&next + s->off;
+    switch (s->kind) {
+    case K_U32:
+        __atomic_store_n((uint32_t *)dst, *(uint32_t *)src, __ATOMIC_RELAXED);
+        break;
+    case K_LEVEL:
+        __atomic_store_n((int *)dst, *(int *)src, __ATOMIC_RELAXED);
+        rt_log_set_level((rt_log_level_t)next.log_level);
+        break;
+    case K_REGISTRATION:
+        __atomic_store_n((bool *)dst, *(bool *)src, __ATOMIC_RELAXED);
+        break;
+    default:
+        return -EPERM;
+    }
+    return 0;
+}
+
+void chat_config_each(void (*fn)(const char *key, bool runtime, void *ctx),
+                      void *ctx)
+{
+    char key[96];
+
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        snprintf(key, sizeof(key), "%s.%s", settings[i].section,
+                 settings[i].key);
+        fn(key, is_runtime(&settings[i]), ctx);
+    }
 }

@@ -48,6 +48,11 @@ typedef struct chat_config {
 
     /* [store] */
     uint64_t map_size;
+
+    /* [shell] */
+    char shell_socket[256]; /* "" = DATA/parley.sock; "off" = none */
+    char shell_tcp[64];     /* loopback HOST:PORT, or "" for none */
+    char shell_token[128];  /* required with shell_tcp */
 } chat_config_t;
 
 /*
@@ -60,5 +65,30 @@ typedef struct chat_config {
  * from, what was wrong and what to do. The caller exits 2 then.
  */
 int chat_config_load(chat_config_t *cfg, int argc, char **argv);
+
+/*
+ * Settings the operator may read and change while the server runs (the
+ * remote shell's `config get` and `config set`). `key` is the INI key
+ * without its section ("idle_timeout_ms"), or "section.key".
+ *
+ * chat_config_get writes the value as text, as in the INI file. Returns
+ * the length, or -ENOENT for an unknown key.
+ *
+ * chat_config_set parses and applies `value` at once. Returns 0;
+ * -ENOENT for an unknown key; -EPERM for a key read only at start (its
+ * new value would not be used: edit the file and restart); -EINVAL with
+ * *why set for a bad value. The log level is applied to the logger too.
+ * Call from one thread at a time; readers on other threads see the old
+ * or the new value of each field, never a mix.
+ */
+int chat_config_get(const chat_config_t *cfg, const char *key, char *buf,
+                    size_t len);
+int chat_config_set(chat_config_t *cfg, const char *key, const char *value,
+                    const char **why);
+
+/* Calls fn for every setting: its "section.key" and whether it can be
+ * changed at run time. */
+void chat_config_each(void (*fn)(const char *key, bool runtime, void *ctx),
+                      void *ctx);
 
 #endif /* PARLEY_CONFIG_H */

@@ -9,7 +9,7 @@ packages=(
   clang clang-format clang-tidy cppcheck libclang-rt-14-dev
   libuv1-dev libwslay-dev libhttp-parser-dev libmsgpack-dev
   liblmdb-dev libsodium-dev libhiredis-dev libinih-dev libcmocka-dev
-  libedit-dev
+  libedit-dev libjansson-dev
   erlang-nox
   redis-server
   nodejs npm
