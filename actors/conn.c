@@ -17,6 +17,7 @@
 #include "accounts.h"
 #include "codec.h"
 #include "log.h"
+#include "session.h"
 #include "trace.h"
 
 #define READ_BUF       65536 /* one per scheduler thread */
@@ -24,6 +25,9 @@
 #define ACC_TIMEOUT_MS 15000
 #define CLOSE_GRACE_MS 2000 /* for the peer's close frame and our writes */
 #define SERVER_NAME    "parleyd/0.1.0"
+#define MAX_INFLIGHT   64 /* chat requests awaiting their reply */
+#define SESS_START_MS  5000
+#define SESS_RETRIES   3
 
 _Atomic long chat_conn_live;
 
@@ -47,6 +51,17 @@ typedef struct conn {
     uint64_t bucket_at; /* request rate: tokens are milli-requests */
     uint64_t bucket;
     uint64_t uid, devid;
+    /* the device's session, once attached (see session.h) */
+    rt_id_t sess;
+    uint64_t sess_mon;
+    int64_t start_ref; /* rt_sup_start_child_async in flight */
+    uint64_t after;    /* resume: the client's `after` */
+    uint64_t seq_seen; /* highest mailbox seq forwarded */
+    uint32_t inflight; /* requests forwarded to the session */
+    uint32_t retries;  /* of finding the session */
+    uint8_t *login;    /* the login or resume reply, held until attached */
+    uint32_t login_len, login_op;
+    uint64_t login_re;
     struct {
         uint64_t reqid, deadline;
     } acc[ACC_SLOTS];
@@ -256,6 +271,7 @@ static void to_accounts(conn_t *c, const proto_req_t *req)
         break;
     case PROTO_OP_RESUME:
         a.token_len = req->u.resume.token.len;
+        c->after = req->u.resume.after;
         memcpy(a.token, req->u.resume.token.ptr, a.token_len);
         break;
     case PROTO_OP_DEVICE_REVOKE:
@@ -295,6 +311,93 @@ static uint64_t rate_wait(conn_t *c)
     return (1000 - c->bucket + cfg->request_rate - 1) / cfg->request_rate;
 }
 
+/* The names of presence.sub and presence.unsub, or none. */
+static proto_names_t req_names(const proto_req_t *req)
+{
+    if (req->op == PROTO_OP_PRESENCE_SUB || req->op == PROTO_OP_PRESENCE_UNSUB)
+        return req->u.presence.users;
+    return (proto_names_t){NULL, 0};
+}
+
+static void fill_session_req(chat_sess_req_t *q, const proto_req_t *req)
+{
+    switch (req->op) {
+    case PROTO_OP_SEND:
+        copy_str(q->peer, sizeof(q->peer), req->u.send.to);
+        q->cid = req->u.send.cid;
+        q->body_len = req->u.send.body.len;
+        memcpy(q->data, req->u.send.body.ptr, q->body_len);
+        break;
+    case PROTO_OP_ACK:
+        q->upto = req->u.ack.upto;
+        break;
+    case PROTO_OP_READ:
+        copy_str(q->peer, sizeof(q->peer), req->u.read.peer);
+        q->upto = req->u.read.upto;
+        break;
+    case PROTO_OP_HISTORY:
+        copy_str(q->peer, sizeof(q->peer), req->u.history.peer);
+        q->gid = req->u.history.gid;
+        q->before = req->u.history.before;
+        q->limit = req->u.history.limit;
+        break;
+    case PROTO_OP_TYPING:
+        copy_str(q->peer, sizeof(q->peer), req->u.typing.to);
+        q->gid = req->u.typing.gid;
+        q->on = req->u.typing.on;
+        break;
+    case PROTO_OP_PRIVACY_SET:
+        q->privacy = req->u.privacy.presence;
+        break;
+    case PROTO_OP_CONTACT_ADD:
+    case PROTO_OP_CONTACT_REMOVE:
+    case PROTO_OP_BLOCK:
+    case PROTO_OP_UNBLOCK:
+        copy_str(q->peer, sizeof(q->peer), req->u.user.user);
+        break;
+    default:
+        break;
+    }
+    proto_names_t names = req_names(req);
+    for (uint32_t i = 0; i < names.count; i++)
+        copy_str((char *)q->data + i * (size_t)(PROTO_MAX_NAME + 1),
+                 PROTO_MAX_NAME + 1, names.items[i]);
+}
+
+/* Hands a chat request to the device's session, which answers it. */
+static void to_session(conn_t *c, const proto_req_t *req)
+{
+    proto_names_t names = req_names(req);
+    uint32_t body = req->op == PROTO_OP_SEND ? req->u.send.body.len : 0;
+    size_t size = sizeof(chat_sess_req_t) + body +
+                  names.count * (size_t)(PROTO_MAX_NAME + 1);
+
+    if (!c->sess)
+        return send_err(c, req->id, PROTO_E_INTERNAL,
+                        "session restarting; retry", 0);
+    if (c->inflight >= MAX_INFLIGHT)
+        return send_err(c, req->id, PROTO_E_BUSY, "too many requests in flight",
+                        0);
+    rt_msg_t *m = rt_msg_new(CHAT_SESS_REQ, (uint32_t)size);
+    if (!m)
+        return send_err(c, req->id, PROTO_E_INTERNAL, "out of memory", 0);
+    chat_sess_req_t *q = (chat_sess_req_t *)m->data;
+    memset(q, 0, sizeof(*q));
+    q->conn = c->id;
+    q->reqid = req->id;
+    q->op = req->op;
+    q->has = req->has;
+    q->nusers = names.count;
+    fill_session_req(q, req);
+    int rc = rt_send(c->sys, c->sess, m);
+    if (rc == RT_EFULL)
+        return send_err(c, req->id, PROTO_E_BUSY, "session busy", 100);
+    if (rc < 0)
+        return send_err(c, req->id, PROTO_E_INTERNAL,
+                        "session restarting; retry", 0);
+    c->inflight++;
+}
+
 static void on_request(conn_t *c, const proto_req_t *req)
 {
     const chat_config_t *cfg = c->la->cfg;
@@ -323,10 +426,7 @@ static void on_request(conn_t *c, const proto_req_t *req)
     case PROTO_OP_DEVICE_REVOKE:
         return to_accounts(c, req);
     default:
-        /* TODO: messaging, presence and groups need the session actors;
-         * until then their operations are refused as a server fault. */
-        return send_err(c, req->id, PROTO_E_INTERNAL,
-                        "operation not implemented yet", 0);
+        return to_session(c, req);
     }
 }
 
@@ -488,7 +588,151 @@ static int conn_init(rt_actor_t *self, void *arg)
     return 0;
 }
 
-static void on_acc_reply(conn_t *c, const rt_msg_t *msg)
+/* ---- the session ------------------------------------------------------- */
+
+static void free_login(conn_t *c)
+{
+    free(c->login);
+    c->login = NULL;
+    c->login_len = 0;
+}
+
+/* The session could not be found or started: a pending login fails as a
+ * server fault (the client may retry), and later requests get 500. */
+static void sess_failed(conn_t *c)
+{
+    char name[32];
+
+    rt_log(RT_LOG_WARN, "conn", "id=%llu event=no_session device=%llu",
+           (unsigned long long)c->id, (unsigned long long)c->devid);
+    c->sess = 0;
+    if (!c->login)
+        return;
+    send_err(c, c->login_re, PROTO_E_INTERNAL, "session unavailable; retry", 0);
+    free_login(c);
+    chat_device_name(c->devid, name);
+    rt_unregister(c->sys, name);
+    c->uid = c->devid = 0;
+    c->user[0] = '\0';
+}
+
+static void sess_find(rt_actor_t *self, conn_t *c);
+
+static void sess_attach(rt_actor_t *self, conn_t *c, rt_id_t id)
+{
+    chat_sess_attach_t a = {.conn = c->id,
+                            .after = c->seq_seen ? c->seq_seen : c->after};
+
+    if (rt_send_copy(c->sys, id, CHAT_SESS_ATTACH, &a, sizeof(a)) < 0)
+        sess_find(self, c);
+}
+
+/* Finds the device's session, or starts it under the session supervisor,
+ * then attaches; CHAT_SESS_ATTACHED ends it. */
+static void sess_find(rt_actor_t *self, conn_t *c)
+{
+    chat_session_arg_t *a;
+    rt_id_t id = rt_whereis_key(c->sys, c->devid), sup;
+
+    if (c->retries++ >= SESS_RETRIES)
+        return sess_failed(c);
+    if (id)
+        return sess_attach(self, c, id);
+    sup = rt_whereis(c->sys, CHAT_SESSIONS_NAME);
+    if (!sup || !(a = calloc(1, sizeof(*a))))
+        return sess_failed(c);
+    a->uid = c->uid;
+    a->devid = c->devid;
+    memcpy(a->user, c->user, sizeof(a->user));
+    c->start_ref = rt_sup_start_child_async(self, sup, a, SESS_START_MS);
+    if (c->start_ref < 0) {
+        c->start_ref = 0;
+        free(a);
+        sess_failed(c);
+    }
+}
+
+static void on_sess_started(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
+{
+    rt_sup_started_t r;
+
+    c->start_ref = 0;
+    if (msg->type == RT_MSG_TIMEOUT || msg->size != sizeof(r))
+        return sess_failed(c); /* the arg may be in use: left to leak */
+    memcpy(&r, msg->data, sizeof(r));
+    if (r.err < 0 || !r.child)
+        return sess_failed(c);
+    /* a session of this device that registered first wins */
+    rt_id_t owner = rt_whereis_key(c->sys, c->devid);
+    sess_attach(self, c, owner ? owner : r.child);
+}
+
+static void on_attached(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
+{
+    chat_sess_attached_t a;
+    msgpack_sbuffer sb;
+
+    if (msg->size != sizeof(a) || !c->uid)
+        return;
+    memcpy(&a, msg->data, sizeof(a));
+    if (c->sess != msg->from) {
+        if (c->sess_mon)
+            rt_demonitor(self, c->sess_mon);
+        c->sess = msg->from;
+        c->sess_mon = rt_monitor(self, c->sess);
+    }
+    c->retries = 0;
+    if (!c->login)
+        return;
+    if (c->login_op == PROTO_OP_RESUME) {
+        /* the reply carries the acked seq that only the session knows */
+        msgpack_sbuffer_init(&sb);
+        if (proto_enc_resume_ok(&sb, c->login_re, proto_cstr(c->user), c->devid,
+                                a.acked) == 0)
+            send_sb(c, &sb);
+        msgpack_sbuffer_destroy(&sb);
+    } else if (c->phase == CP_OPEN) {
+        after_io(c, ws_send(&c->ws, c->login, c->login_len));
+    }
+    free_login(c);
+}
+
+static void on_wire(conn_t *c, const rt_msg_t *msg)
+{
+    const chat_wire_t *w = (const chat_wire_t *)msg->data;
+    int rc = 0;
+
+    if (msg->size < sizeof(*w) || msg->size - sizeof(*w) != w->len)
+        return;
+    c->inflight = w->replies > c->inflight ? 0 : c->inflight - w->replies;
+    if (w->max_seq > c->seq_seen)
+        c->seq_seen = w->max_seq;
+    for (uint32_t off = 0; off + 4 <= w->len && c->phase == CP_OPEN;) {
+        uint32_t len;
+        memcpy(&len, w->frames + off, 4);
+        off += 4;
+        if (len > w->len - off)
+            break;
+        rc = ws_send(&c->ws, w->frames + off, len);
+        off += len;
+        if (rc < 0)
+            break;
+    }
+    after_io(c, rc);
+}
+
+static void sess_leave(rt_actor_t *self, conn_t *c)
+{
+    if (c->sess)
+        rt_send_copy(c->sys, c->sess, CHAT_SESS_DETACH, &c->id, sizeof(c->id));
+    if (c->sess_mon)
+        rt_demonitor(self, c->sess_mon);
+    c->sess = 0;
+    c->sess_mon = 0;
+    c->seq_seen = c->after = 0;
+}
+
+static void on_acc_reply(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
 {
     const chat_acc_reply_t *r = (const chat_acc_reply_t *)msg->data;
     char name[32];
@@ -508,7 +752,20 @@ static void on_acc_reply(conn_t *c, const rt_msg_t *msg)
         /* TODO: a second connection of one device is not registered, so
          * only the first hears of a revocation; sessions will fix it. */
         rt_register(c->sys, name, c->id);
+        /* the reply waits until the session is attached, so that it goes
+         * out before the mailbox entries the session pushes */
+        free_login(c);
+        if ((c->login = malloc(r->wire_len ? r->wire_len : 1))) {
+            memcpy(c->login, r->wire, r->wire_len);
+            c->login_len = r->wire_len;
+            c->login_op = r->op;
+            c->login_re = r->reqid;
+            c->retries = 0;
+            sess_find(self, c);
+            return;
+        }
     } else if (r->code == 0 && r->op == PROTO_OP_LOGOUT) {
+        sess_leave(self, c);
         chat_device_name(c->devid, name);
         rt_unregister(c->sys, name);
         c->uid = c->devid = 0;
@@ -534,11 +791,35 @@ static int conn_handle(rt_actor_t *self, rt_msg_t *msg)
 {
     conn_t *c = rt_state(self);
 
+    if (c->start_ref && msg->ref == (uint64_t)c->start_ref &&
+        msg->type != CHAT_SESS_ATTACHED) {
+        on_sess_started(self, c, msg);
+        return RT_CONTINUE;
+    }
     switch (msg->type) {
     case CHAT_CONN_STOP:
         return RT_STOP;
     case CHAT_ACC_REPLY:
-        on_acc_reply(c, msg);
+        on_acc_reply(self, c, msg);
+        break;
+    case CHAT_SESS_ATTACHED:
+        on_attached(self, c, msg);
+        break;
+    case CHAT_CONN_WIRE:
+        on_wire(c, msg);
+        break;
+    case CHAT_SESS_DETACH: /* the session has too many connections */
+        conn_close(c, WS_CLOSE_POLICY, "too many connections of this device");
+        break;
+    case RT_MSG_DOWN:
+        /* the session ended under us: find it again (its supervisor
+         * restarts it after a crash) and attach past what we forwarded */
+        if (msg->ref == c->sess_mon && c->uid) {
+            c->sess = 0;
+            c->sess_mon = 0;
+            c->retries = 0;
+            sess_find(self, c);
+        }
         break;
     case CHAT_ACC_REVOKED:
         on_revoked(c);
@@ -573,6 +854,7 @@ static void conn_terminate(rt_actor_t *self, int reason)
         return;
     if (c->shut)
         c->shut->data = NULL; /* its callback may run after we are gone */
+    free_login(c);
     ws_conn_free(&c->ws);
     if (c->counted)
         atomic_fetch_sub_explicit(&chat_conn_live, 1, memory_order_relaxed);

@@ -21,12 +21,16 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "presence.h"
+#include "pruner.h"
 #include "rt.h"
+#include "session.h"
 #include "shell.h"
 #include "store.h"
 
 #define MAX_LISTENERS 256
 #define FD_RESERVE    64 /* descriptors kept for the store, logs, pool */
+#define NCHAT         3  /* sessions, presence, pruner: after accounts */
 
 /* Raises the soft limit of open files to the hard one: every connection
  * costs one. */
@@ -149,7 +153,7 @@ static int run(chat_config_t *cfg, chat_db_t *db)
     rt_config_t rc = {.schedulers = (int)cfg->schedulers};
     chat_accounts_args_t acc = {.cfg = cfg, .db = db};
     static chat_listener_args_t la[MAX_LISTENERS];
-    static rt_child_spec_t kids[MAX_LISTENERS + 3];
+    static rt_child_spec_t kids[MAX_LISTENERS + 3 + NCHAT];
     static chat_shell_args_t shell;
     static char names[MAX_LISTENERS][24];
     int fds[MAX_LISTENERS], err = 0, sig;
@@ -193,28 +197,43 @@ static int run(chat_config_t *cfg, chat_db_t *db)
                                 .behaviour = &chat_accounts_behaviour,
                                 .arg = &acc,
                                 .restart = RT_PERMANENT};
+    chat_sessions_setup(cfg, db);
+    kids[2] = (rt_child_spec_t){.name = CHAT_SESSIONS_NAME,
+                                .behaviour = &chat_sessions_sup_behaviour,
+                                .arg = &chat_sessions_spec,
+                                .restart = RT_PERMANENT,
+                                .is_supervisor = true};
+    kids[3] = (rt_child_spec_t){.name = CHAT_PRESENCE_NAME,
+                                .behaviour = &chat_presence_behaviour,
+                                .arg = db,
+                                .restart = RT_PERMANENT};
+    kids[4] = (rt_child_spec_t){.name = CHAT_PRUNER_NAME,
+                                .behaviour = &chat_pruner_behaviour,
+                                .arg = (void *)cfg,
+                                .restart = RT_PERMANENT};
     for (int i = 0; i < n; i++) {
         chat_listener_args_init(&la[i], cfg, fds[i], i);
         snprintf(names[i], sizeof(names[i]), "listener.%d", i);
-        kids[2 + i] = (rt_child_spec_t){.name = names[i],
-                                        .behaviour = &chat_listener_behaviour,
-                                        .arg = &la[i],
-                                        .restart = RT_TRANSIENT,
-                                        .pinned = true,
-                                        .pin = i};
+        kids[2 + NCHAT + i] =
+            (rt_child_spec_t){.name = names[i],
+                              .behaviour = &chat_listener_behaviour,
+                              .arg = &la[i],
+                              .restart = RT_TRANSIENT,
+                              .pinned = true,
+                              .pin = i};
     }
-    kids[n + 2] = (rt_child_spec_t){.name = "shell",
-                                    .behaviour = &chat_shell_behaviour,
-                                    .arg = &shell,
-                                    .restart = RT_PERMANENT,
-                                    .pinned = true,
-                                    .pin = shell.pin};
+    kids[n + 2 + NCHAT] = (rt_child_spec_t){.name = "shell",
+                                            .behaviour = &chat_shell_behaviour,
+                                            .arg = &shell,
+                                            .restart = RT_PERMANENT,
+                                            .pinned = true,
+                                            .pin = shell.pin};
     rt_sup_spec_t spec = {.name = "root",
                           .strategy = RT_ONE_FOR_ONE,
                           .intensity = 10,
                           .period_ms = 10000,
                           .children = kids,
-                          .nchildren = (size_t)n + 3};
+                          .nchildren = (size_t)n + 3 + NCHAT};
     rt_id_t root = rt_sup_start(sys, &spec, &err);
     if (!root) {
         fprintf(stderr, "parleyd: cannot start: %s\n", rt_strerror(err));
@@ -261,6 +280,10 @@ int main(int argc, char **argv)
                 "parleyd: cannot open the store in %s: %s: check --data "
                 "and its permissions\n",
                 cfg.data_dir, strerror(-rc));
+        return 1;
+    }
+    if (strcmp(cfg.sync, "nosync") == 0 && chat_db_set_sync(db, false) < 0) {
+        chat_db_close(db);
         return 1;
     }
     rc = run(&cfg, db);

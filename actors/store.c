@@ -12,16 +12,22 @@
 #include <lmdb.h>
 
 #include "log.h"
+#include "mailbox.h"
+#include "store_db.h"
 
-struct chat_db {
-    MDB_env *env;
-    MDB_dbi users, devices, tokens, meta;
-};
+int chat_db_err(const char *what, int rc)
+{
+    rt_log(RT_LOG_ERROR, "store", "op=%s err=\"%s\"", what, mdb_strerror(rc));
+    if (rc == MDB_NOTFOUND)
+        return -ENOENT;
+    if (rc == MDB_KEYEXIST)
+        return -EEXIST;
+    return rc == MDB_MAP_FULL ? -ENOSPC : -EIO;
+}
 
 static int db_err(const char *what, int rc)
 {
-    rt_log(RT_LOG_ERROR, "store", "op=%s err=\"%s\"", what, mdb_strerror(rc));
-    return rc == MDB_NOTFOUND ? -ENOENT : rc == MDB_KEYEXIST ? -EEXIST : -EIO;
+    return chat_db_err(what, rc);
 }
 
 int chat_db_open(const char *dir, uint64_t map_size, chat_db_t **out)
@@ -39,7 +45,7 @@ int chat_db_open(const char *dir, uint64_t map_size, chat_db_t **out)
     }
     if ((rc = mdb_env_create(&db->env)) != 0)
         goto fail;
-    mdb_env_set_maxdbs(db->env, 8);
+    mdb_env_set_maxdbs(db->env, 16);
     if ((rc = mdb_env_set_mapsize(db->env, (size_t)map_size)) != 0)
         goto fail_env;
     if ((rc = mdb_env_open(db->env, dir, MDB_NOTLS, 0600)) != 0)
@@ -49,7 +55,8 @@ int chat_db_open(const char *dir, uint64_t map_size, chat_db_t **out)
     if ((rc = mdb_dbi_open(txn, "users", MDB_CREATE, &db->users)) ||
         (rc = mdb_dbi_open(txn, "devices", MDB_CREATE, &db->devices)) ||
         (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &db->tokens)) ||
-        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &db->meta))) {
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &db->meta)) ||
+        (rc = chat_mbox_open_dbis(db, txn))) {
         mdb_txn_abort(txn);
         goto fail_env;
     }
@@ -64,6 +71,12 @@ fail:
     rc = db_err("open", rc);
     free(db);
     return rc;
+}
+
+int chat_db_set_sync(chat_db_t *db, bool each_commit)
+{
+    int rc = mdb_env_set_flags(db->env, MDB_NOSYNC, each_commit ? 0 : 1);
+    return rc ? db_err("set_flags", rc) : 0;
 }
 
 void chat_db_close(chat_db_t *db)
@@ -241,9 +254,12 @@ void chat_store_counters(uint64_t *commits, uint64_t *writes)
     *writes = atomic_load_explicit(&store_writes, memory_order_relaxed);
 }
 
+/* An account write (op, done) or a chat write (chat, cres). */
 typedef struct pending_op {
     chat_store_op_t op;
     chat_store_done_t done;
+    chat_op_t *chat; /* malloc'd copy, or NULL */
+    chat_op_res_t cres;
     rt_id_t from;
     uint64_t ref;
 } pending_op_t;
@@ -252,9 +268,30 @@ typedef struct batch {
     chat_db_t *db;
     size_t n, cap;
     pending_op_t *ops;
+    size_t nwake, capwake; /* devices whose mailbox grew */
+    uint64_t *wake;
 } batch_t;
 
-static int next_id(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
+/* Pool thread: remembers a device to wake after the commit. A failed
+ * allocation only delays its delivery to the next wake or reconnect. */
+static void note_wake(void *ctx, uint64_t devid)
+{
+    batch_t *b = ctx;
+
+    if (b->nwake && b->wake[b->nwake - 1] == devid)
+        return;
+    if (b->nwake == b->capwake) {
+        size_t cap = b->capwake ? b->capwake * 2 : 64;
+        uint64_t *w = realloc(b->wake, cap * sizeof(*w));
+        if (!w)
+            return;
+        b->wake = w;
+        b->capwake = cap;
+    }
+    b->wake[b->nwake++] = devid;
+}
+
+int chat_next_id(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
 {
     MDB_val k = {strlen(name), (void *)name}, v;
     uint64_t id = 1;
@@ -288,7 +325,7 @@ static int op_create_user(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
         if (rc)
             return rc;
     }
-    if ((rc = next_id(txn, db->meta, "next_uid", &u.uid)))
+    if ((rc = chat_next_id(txn, db->meta, "next_uid", &u.uid)))
         return rc;
     memcpy(u.pwhash, p->op.pwhash, sizeof(u.pwhash));
     v.mv_size = sizeof(u);
@@ -303,7 +340,7 @@ static int op_add_device(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
     uint8_t key[16], ids[16];
     int rc;
 
-    if ((rc = next_id(txn, db->meta, "next_dev", &p->done.devid)))
+    if ((rc = chat_next_id(txn, db->meta, "next_dev", &p->done.devid)))
         return rc;
     memcpy(d.token_hash, p->op.token_hash, CHAT_TOKEN_HASH);
     memcpy(d.name, p->op.device, sizeof(d.name));
@@ -371,8 +408,12 @@ static int op_operator(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
     return rc;
 }
 
-static int apply(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
+static int apply(batch_t *b, MDB_txn *txn, pending_op_t *p)
 {
+    chat_db_t *db = b->db;
+
+    if (p->chat)
+        return chat_op_apply(db, txn, p->chat, &p->cres, note_wake, b);
     switch (p->op.kind) {
     case CHAT_STORE_BLOCK_USER:
     case CHAT_STORE_UNBLOCK_USER:
@@ -404,7 +445,7 @@ static int commit_batch(void *arg)
     if ((rc = mdb_txn_begin(b->db->env, NULL, 0, &txn)))
         return db_err("begin", rc);
     for (size_t i = 0; i < b->n; i++) {
-        if ((rc = apply(b->db, txn, &b->ops[i]))) {
+        if ((rc = apply(b, txn, &b->ops[i]))) {
             mdb_txn_abort(txn);
             return db_err("write", rc);
         }
@@ -445,22 +486,51 @@ static void reply_all(rt_actor_t *self, batch_t *b, int result)
     for (size_t i = 0; i < b->n; i++) {
         pending_op_t *p = &b->ops[i];
         if (result < 0)
-            p->done.result = result;
+            p->done.result = p->cres.result = result;
         if (!p->ref)
             continue;
-        rt_msg_t *m = rt_msg_new(CHAT_STORE_DONE, sizeof(p->done));
+        rt_msg_t *m = p->chat
+                          ? rt_msg_new(CHAT_STORE_CHAT_DONE, sizeof(p->cres))
+                          : rt_msg_new(CHAT_STORE_DONE, sizeof(p->done));
         rt_msg_t req = {.from = p->from, .ref = p->ref};
         if (m) {
-            memcpy(m->data, &p->done, sizeof(p->done));
+            if (p->chat)
+                memcpy(m->data, &p->cres, sizeof(p->cres));
+            else
+                memcpy(m->data, &p->done, sizeof(p->done));
             rt_reply(rt_system(self), &req, m);
         }
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* After a commit: each session whose mailbox grew reads it again. */
+static void wake_all(rt_actor_t *self, batch_t *b)
+{
+    rt_system_t *sys = rt_system(self);
+
+    qsort(b->wake, b->nwake, sizeof(*b->wake), cmp_u64);
+    for (size_t i = 0; i < b->nwake; i++) {
+        if (i && b->wake[i] == b->wake[i - 1])
+            continue;
+        rt_id_t s = rt_whereis_key(sys, b->wake[i]);
+        if (s)
+            rt_send_copy(sys, s, CHAT_MBOX_WAKE, NULL, 0);
     }
 }
 
 static void batch_free(batch_t *b)
 {
     if (b) {
+        for (size_t i = 0; i < b->n; i++)
+            free(b->ops[i].chat);
         free(b->ops);
+        free(b->wake);
         free(b);
     }
 }
@@ -468,23 +538,40 @@ static void batch_free(batch_t *b)
 static int add_write(rt_actor_t *self, rt_msg_t *msg)
 {
     store_state_t *st = rt_state(self);
+    bool chat = msg->type == CHAT_STORE_CHAT;
+    chat_op_t *op = NULL;
 
-    if (msg->size != sizeof(chat_store_op_t))
+    if (chat) {
+        if (msg->size < sizeof(chat_op_t) ||
+            msg->size - sizeof(chat_op_t) !=
+                ((const chat_op_t *)msg->data)->body_len)
+            return 0;
+        if (!(op = malloc(msg->size)))
+            return RT_ENOMEM;
+        memcpy(op, msg->data, msg->size);
+        op->user[CHAT_NAME_CAP - 1] = op->peer[CHAT_NAME_CAP - 1] = '\0';
+    } else if (msg->size != sizeof(chat_store_op_t)) {
         return 0;
+    }
     if (!st->next && !(st->next = calloc(1, sizeof(batch_t))))
         return RT_ENOMEM;
     batch_t *b = st->next;
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
         pending_op_t *ops = realloc(b->ops, cap * sizeof(*ops));
-        if (!ops)
+        if (!ops) {
+            free(op);
             return RT_ENOMEM;
+        }
         b->ops = ops;
         b->cap = cap;
     }
     pending_op_t *p = &b->ops[b->n++];
     memset(p, 0, sizeof(*p));
-    memcpy(&p->op, msg->data, sizeof(p->op));
+    if (op)
+        p->chat = op;
+    else
+        memcpy(&p->op, msg->data, sizeof(p->op));
     p->from = msg->from;
     p->ref = msg->ref;
     b->db = st->db;
@@ -503,7 +590,7 @@ static int store_handle(rt_actor_t *self, rt_msg_t *msg)
 {
     store_state_t *st = rt_state(self);
 
-    if (msg->type == CHAT_STORE_WRITE)
+    if (msg->type == CHAT_STORE_WRITE || msg->type == CHAT_STORE_CHAT)
         return add_write(self, msg);
     if (msg->type == RT_MSG_WORK_DONE) {
         rt_work_done_t d;
@@ -518,6 +605,8 @@ static int store_handle(rt_actor_t *self, rt_msg_t *msg)
                                       memory_order_relaxed);
         }
         reply_all(self, b, d.result);
+        if (d.result == 0)
+            wake_all(self, b);
         batch_free(b);
         return start_commit(self);
     }
@@ -528,6 +617,8 @@ static void store_terminate(rt_actor_t *self, int reason)
 {
     store_state_t *st = rt_state(self);
 
+    rt_log(RT_LOG_INFO, "store", "event=stats commits=%llu writes=%llu",
+           (unsigned long long)st->commits, (unsigned long long)st->writes);
     /* Writes not yet committed are answered, so no one waits for them;
      * a batch in flight on the pool is lost with its WORK_DONE. */
     if (st->next) {

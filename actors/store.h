@@ -10,12 +10,16 @@
  * runs each commit (and its fsync) on the thread pool, so durability costs
  * one fsync per batch rather than one per write.
  *
+ * The chat records (mailboxes, messages, contacts...) and their writes
+ * are described in mailbox.h.
+ *
  * Records are fixed C structs in host byte order (a store is not moved
  * between machines); keys that are scanned by range are big-endian.
  */
 #ifndef PARLEY_ACTORS_STORE_H
 #define PARLEY_ACTORS_STORE_H
 
+#include <stdbool.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -46,6 +50,12 @@ typedef struct chat_device_rec {
  * and friends for LMDB errors, whose text is logged). */
 int chat_db_open(const char *dir, uint64_t map_size, chat_db_t **out);
 void chat_db_close(chat_db_t *db);
+
+/* Durability: with each_commit (the default) every batch is fsynced before
+ * its writers are answered; without it LMDB does not fsync (MDB_NOSYNC), so
+ * a crash of the process loses nothing but a crash of the machine may lose
+ * the batches the kernel had not written back. Returns 0 or -EIO. */
+int chat_db_set_sync(chat_db_t *db, bool each_commit);
 
 /* Reads; each returns 0, -ENOENT when absent, or -EIO. Any thread. */
 int chat_db_user_get(chat_db_t *db, const char *name, size_t len,

@@ -69,6 +69,17 @@ static const setting_t settings[] = {
      "200", "requests a connection may send at once"},
     {"connection", "max_bad_frames", K_U32, OFF(max_bad_frames), 0, 1, 1000,
      "16", "malformed messages in a row before a close with 1008"},
+    {"chat", "push_window", K_U32, OFF(push_window), 0, 1, 1000000, "1000",
+     "mailbox entries pushed to a device beyond its last ack"},
+    {"chat", "retain_delivered_ms", K_U64, OFF(retain_delivered_ms), 0, 1000,
+     (uint64_t)1 << 40, "604800000", "messages kept this long after delivery"},
+    {"chat", "retain_undelivered_ms", K_U64, OFF(retain_undelivered_ms), 0,
+     1000, (uint64_t)1 << 40, "2592000000",
+     "messages never delivered kept this long"},
+    {"chat", "prune_interval_ms", K_U32, OFF(prune_interval_ms), 0, 100,
+     86400000, "60000", "pause between two passes of the pruner"},
+    {"store", "sync", K_STR, STR(sync), 0, 0, "batch",
+     "batch: fsync every commit; nosync: leave it to the kernel"},
     {"accounts", "registration", K_REGISTRATION, OFF(registration_open), 0, 0,
      0, "open", "open: anyone may register; closed: nobody"},
     {"accounts", "pwhash_ops", K_PWOPS, OFF(pwhash_ops), 0, 0, 0, "interactive",
@@ -391,6 +402,11 @@ int chat_config_load(chat_config_t *cfg, int argc, char **argv)
             return -EINVAL;
         }
         i++;
+    }
+    if (strcmp(cfg->sync, "batch") != 0 && strcmp(cfg->sync, "nosync") != 0) {
+        fprintf(stderr, "parleyd: sync = \"%s\": expected batch or nosync\n",
+                cfg->sync);
+        return -EINVAL;
     }
     if (cfg->ping_interval_ms >= cfg->idle_timeout_ms) {
         fprintf(stderr,

@@ -37,6 +37,13 @@ typedef struct chat_config {
     uint32_t request_burst;  /* requests at once */
     uint32_t max_bad_frames; /* malformed messages in a row before 1008 */
 
+    /* [chat] */
+    uint32_t push_window;           /* mailbox entries pushed beyond ack */
+    uint64_t retain_delivered_ms;   /* kept this long after delivery */
+    uint64_t retain_undelivered_ms; /* kept this long if never delivered */
+    uint32_t prune_interval_ms;
+    char sync[16]; /* [store] "batch": fsync each commit; "nosync" */
+
     /* [accounts] */
     bool registration_open;
     uint64_t pwhash_ops;

@@ -98,7 +98,7 @@ test('a logged-in session reaches operations not built yet as 500',
     const c = await connect(srv.port);
     await c.request('register', { user, password: 'secret-pw' });
     await c.request('login', { user, password: 'secret-pw', device: 'd' });
-    const r = await c.request('contact.list');
+    const r = await c.request('group.info', { gid: 1 });
     assert.equal(r.err.code, 500);
     await c.close();
   });
