@@ -269,6 +269,8 @@ static void normal_exit_case(fixture_t *f, uint32_t how, int reason)
     rt_id_t t = spawn_peer(f, 0, true);
     uint64_t ra = rt_port_monitor(f->tp->p, a);
     rt_id_t b = spawn_peer(f, a, false);
+    /* the spawn told a of the link before this ping: a knows it now */
+    ping(f, a);
     tell(f, t, T_LINK, (int64_t)b);
     assert_int_equal(wait_from(f, EV_LINKED, t).a, 0);
     uint64_t rb = rt_port_monitor(f->tp->p, b);
@@ -297,6 +299,8 @@ static void test_shutdown_exit_propagates(void **state)
     rt_id_t t = spawn_peer(f, 0, true);
     uint64_t ra = rt_port_monitor(f->tp->p, a);
     rt_id_t b = spawn_peer(f, a, false);
+    /* the spawn told a of the link before this ping: a knows it now */
+    ping(f, a);
     tell(f, t, T_LINK, (int64_t)b);
     assert_int_equal(wait_from(f, EV_LINKED, t).a, 0);
     uint64_t rb = rt_port_monitor(f->tp->p, b);
@@ -306,6 +310,29 @@ static void test_shutdown_exit_propagates(void **state)
     assert_int_equal(ev.a, b);
     assert_int_equal(ev.b, RT_SHUTDOWN);
     assert_int_equal(down_reason(f, ra), RT_SHUTDOWN);
+    assert_no_handler_failures();
+}
+
+/* A child spawned linked to a trapping actor and crashing at once: the
+ * parent hears of every such crash, however the link's announcement and
+ * the exit race each other. */
+static void test_spawn_link_then_instant_crash(void **state)
+{
+    fixture_t *f = *state;
+    rt_id_t a = spawn_peer(f, 0, true);
+    const int n = (int)trt_count(300, 50);
+    for (int i = 0; i < n; i++) {
+        rt_id_t b = spawn_peer(f, a, false);
+        tell(f, b, T_CRASH, -50 - i);
+    }
+    for (int i = 0; i < n; i++) {
+        from_key_t k = {EV_EXIT, a};
+        rt_msg_t *m = trt_wait(f->tp, match_from, &k, 5000);
+        if (!m)
+            fail_msg("a heard of %d of %d linked crashes", i, n);
+        rt_msg_free(m);
+    }
+    ping(f, a);
     assert_no_handler_failures();
 }
 
@@ -463,6 +490,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_exit_propagates, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_spawn_link_then_instant_crash,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_demonitor, setup, teardown),
