@@ -70,6 +70,8 @@ static struct {
     uint64_t rss_base_kb, rss_held_kb, hwm_kb;
     int server_fds;
     char server_addr[80];
+    int next_name;  /* lg<n>: above every name in the token file */
+    long log_start; /* size of parleyd.log when this server started */
 } G;
 
 static void die(const char *fmt, const char *arg)
@@ -106,6 +108,8 @@ static int spawn_server(void)
     for (int i = 0; i < G.o.server_args; i++)
         argv[n++] = G.o.server_argv[i];
     argv[n] = NULL;
+    struct stat st;
+    G.log_start = stat(log, &st) == 0 ? (long)st.st_size : 0;
     if (pipe(out) < 0)
         return -errno;
     G.server = fork();
@@ -188,6 +192,9 @@ static void load_tokens(void)
             sscanf(hex + 2 * i, "%2x", &v);
             a->token[i] = (uint8_t)v;
         }
+        int k;
+        if (sscanf(a->name, "lg%d", &k) == 1 && k >= G.next_name)
+            G.next_name = k + 1;
         G.nacc++;
     }
     fclose(f);
@@ -227,6 +234,36 @@ static void prep_login_reply(proto_client_t *cl, void *arg, int status,
     proto_client_close(cl);
 }
 
+/* The login waits for the register reply: the server may answer two
+ * account requests of one connection in either order. */
+static void prep_registered(proto_client_t *cl, void *arg, int status,
+                            const msgpack_object *reply, const uint8_t *raw,
+                            size_t len)
+{
+    prep_t *p = proto_client_user(cl);
+    lg_account_t *a = arg;
+    proto_req_t login = {.op = PROTO_OP_LOGIN};
+
+    /* "exists": registered by an earlier run that stopped before its
+     * login; the password is ours, so the login decides */
+    if (status != 0 && status != PROTO_E_EXISTS) {
+        p->failed++;
+        if (p->failed <= 3)
+            fprintf(stderr, "loadgen: register of %s failed: %d %s\n", a->name,
+                    status, status > 0 ? proto_err_name(status) : "");
+        proto_client_close(cl);
+        return;
+    }
+    login.u.login.user = (proto_str_t){a->name, (uint32_t)strlen(a->name)};
+    login.u.login.password =
+        (proto_str_t){PREP_PASSWORD, sizeof(PREP_PASSWORD) - 1};
+    login.u.login.device = (proto_str_t){"loadgen", 7};
+    if (proto_client_request(cl, &login, prep_login_reply, a) < 0) {
+        p->failed++;
+        proto_client_close(cl);
+    }
+}
+
 static void prep_closed(proto_client_t *cl, void *user, int code)
 {
     prep_t *p = user;
@@ -242,9 +279,6 @@ static void prep_next(prep_t *p)
         lg_account_t *a = &G.acc[p->next++];
         proto_client_t *cl;
         proto_req_t reg = {.op = PROTO_OP_REGISTER};
-        proto_req_t login = {.op = PROTO_OP_LOGIN};
-        proto_str_t name = {a->name, (uint32_t)strlen(a->name)};
-        proto_str_t pw = {PREP_PASSWORD, sizeof(PREP_PASSWORD) - 1};
 
         if (proto_client_connect(&p->loop, G.o.host, G.o.port, &p->cfg, p,
                                  &cl) < 0) {
@@ -252,13 +286,10 @@ static void prep_next(prep_t *p)
             continue;
         }
         p->running++;
-        /* "exists" from an earlier, interrupted run is fine: the login
-         * that follows decides */
-        reg.u.reg.user = login.u.login.user = name;
-        reg.u.reg.password = login.u.login.password = pw;
-        login.u.login.device = (proto_str_t){"loadgen", 7};
-        proto_client_request(cl, &reg, NULL, NULL);
-        proto_client_request(cl, &login, prep_login_reply, a);
+        reg.u.reg.user = (proto_str_t){a->name, (uint32_t)strlen(a->name)};
+        reg.u.reg.password =
+            (proto_str_t){PREP_PASSWORD, sizeof(PREP_PASSWORD) - 1};
+        proto_client_request(cl, &reg, prep_registered, a);
     }
 }
 
@@ -276,7 +307,7 @@ static int prepare_accounts(void)
     if (!(p.out = fopen(path, "a")))
         die("cannot write %s", path);
     for (int i = G.nacc; i < G.o.conns; i++)
-        snprintf(G.acc[i].name, sizeof(G.acc[i].name), "lg%06d", i);
+        snprintf(G.acc[i].name, sizeof(G.acc[i].name), "lg%06d", G.next_name++);
     fprintf(stderr, "loadgen: creating %d accounts (once per run dir)\n",
             G.o.conns - G.nacc);
     uint64_t t0 = lg_now_ns();
@@ -545,6 +576,7 @@ static int count_log_lines(const char *needle)
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
+    fseek(f, G.log_start, SEEK_SET); /* this server's lines only */
     while (fgets(line, sizeof(line), f))
         n += strstr(line, needle) != NULL;
     fclose(f);

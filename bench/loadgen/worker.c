@@ -229,6 +229,8 @@ static void on_resumed(proto_client_t *cl, void *arg, int status,
 
     c->counted = false;
     w->handshakes--;
+    if (w->quitting)
+        return; /* cancelled by quit(): no failure of the run */
     if (status == 0) {
         c->state = C_OPEN;
         w->c.open++;
