@@ -17,6 +17,7 @@ set(PARLEY_RT_TESTS
     sup       # supervisors: strategies, restart rules, intensity, shutdown
     storm     # a crash storm next to a subtree that keeps serving
     fault     # fault points: count, probability, seeded replay, actions
+    faultspec # fault points armed from a text setting (runtime engineer)
     introspect # actor, system and scheduler info; actor detail
     shutdown  # rt_system_stop with live actors
 )

@@ -135,7 +135,12 @@ static void test_spawn_send_receive(void **state)
 {
     rt_system_t *sys = *state;
     trt_port_t *tp = trt_port_new(sys);
-    basic_arg_t arg = {.port = tp->id};
+    /* static: the actors outlive this function until the teardown */
+    static basic_arg_t arg, arg2;
+    memset(&arg, 0, sizeof(arg));
+    memset(&arg2, 0, sizeof(arg2));
+    arg.port = tp->id;
+    arg2.port = tp->id;
     rt_id_t a = trt_spawn(sys, &basic, &arg, NULL);
     assert_true(a > 0);
     assert_null(rt_current());
@@ -154,7 +159,6 @@ static void test_spawn_send_receive(void **state)
     }
 
     /* actor to actor: `from` is the sender */
-    basic_arg_t arg2 = {.port = tp->id};
     rt_id_t b = trt_spawn(sys, &basic, &arg2, NULL);
     assert_int_not_equal(a, b);
     assert_int_equal(send_i64(sys, b, T_RELAY, (int64_t)a), 0);
@@ -351,7 +355,7 @@ static void test_actor_limit(void **state)
     *state = sys;
     assert_non_null(sys);
 
-    basic_arg_t args[64];
+    static basic_arg_t args[65]; /* outlive this function */
     memset(args, 0, sizeof(args));
     rt_id_t ids[64];
     int n = 0;
