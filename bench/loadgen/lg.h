@@ -51,6 +51,7 @@ typedef struct lg_opts {
     double timeout_s;  /* bound on each phase */
     int body;          /* message body bytes */
     int backlog;       /* catch-up: messages per offline receiver */
+    uint64_t run_id;   /* in every body: tells this run's messages */
     const char *run_dir;
     const char *parleyd; /* spawn this server, or NULL */
     pid_t server_pid;    /* sampled through /proc; 0: none */
@@ -70,6 +71,7 @@ typedef struct lg_counts {
     uint64_t received;    /* msg events received */
     uint64_t receipts;    /* delivered events received */
     uint64_t behind;      /* messages due that found no free sender */
+    uint64_t stale;       /* msg events left over from an earlier run */
     int last_error;       /* the last error code seen, for the report */
 } lg_counts_t;
 
@@ -111,6 +113,7 @@ uint64_t lg_now_ns(void);
 typedef struct lg_proc_sample {
     uint64_t cpu_ticks; /* utime + stime */
     uint64_t rss_kb, hwm_kb;
+    uint64_t anon_kb, file_kb; /* RssAnon, RssFile: heap vs mapped files */
     int threads;
 } lg_proc_sample_t;
 

@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -68,6 +69,7 @@ static struct {
     uint64_t srv_ticks, gen_ticks[LG_MAX_WORKERS], sys_busy, sys_total;
     uint64_t samples;
     uint64_t rss_base_kb, rss_held_kb, hwm_kb;
+    uint64_t anon_base_kb, anon_held_kb, file_base_kb, file_held_kb;
     int server_fds;
     char server_addr[80];
     int next_name;  /* lg<n>: above every name in the token file */
@@ -506,6 +508,20 @@ static uint64_t server_rss(uint64_t *hwm)
     return s.rss_kb;
 }
 
+/* The server's anonymous resident memory (heap, stacks): what grows per
+ * connection. RssFile is left out: LMDB's map is file-backed, and its
+ * pages come into the resident set as records are read, whoever holds
+ * a connection. */
+static uint64_t server_anon(uint64_t *file_kb)
+{
+    lg_proc_sample_t s;
+
+    if (!G.o.server_pid || lg_proc_sample(G.o.server_pid, &s) < 0)
+        return 0;
+    *file_kb = s.file_kb;
+    return s.anon_kb;
+}
+
 static void progress_line(int phase, uint64_t t0)
 {
     lg_counts_t c = {0};
@@ -599,6 +615,7 @@ static lg_counts_t total_counts(void)
         c.received += r->received;
         c.receipts += r->receipts;
         c.behind += r->behind;
+        c.stale += r->stale;
         if (r->last_error)
             c.last_error = r->last_error;
     }
@@ -634,20 +651,27 @@ static void report(int phases_done, bool timed_out, int log_emfile)
         printf(" %9.3f %6.0f %6.0f %6.0f\n", us(r->hist.max) / 1000,
                r->server_cpu, r->gen_cpu, r->other_cpu);
     }
-    if (G.rss_held_kb)
-        printf("server memory: %" PRIu64 " KiB before, %" PRIu64
-               " KiB holding %" PRIu64 " connections (%d fds): %.0f bytes a "
-               "connection\n",
+    if (G.rss_held_kb) {
+        double n = c.open ? (double)c.open : 1;
+        printf("server memory: RSS %" PRIu64 " -> %" PRIu64
+               " KiB holding %" PRIu64 " connections (%d fds): %.0f bytes "
+               "a connection\n",
                G.rss_base_kb, G.rss_held_kb, c.open, G.server_fds,
-               c.open ? (double)(G.rss_held_kb - G.rss_base_kb) * 1024 /
-                            (double)c.open
-                      : 0);
+               ((double)G.rss_held_kb - (double)G.rss_base_kb) * 1024 / n);
+        printf("  anonymous %" PRIu64 " -> %" PRIu64 " KiB: %.0f bytes a "
+               "connection; file-backed (LMDB map) %" PRIu64 " -> %" PRIu64
+               " KiB\n",
+               G.anon_base_kb, G.anon_held_kb,
+               ((double)G.anon_held_kb - (double)G.anon_base_kb) * 1024 / n,
+               G.file_base_kb, G.file_held_kb);
+    }
     printf("counts: resumed %" PRIu64 " conn_fail %" PRIu64
            " resume_fail %" PRIu64 " dropped_by_server %" PRIu64
            " sent %" PRIu64 " send_err %" PRIu64 " received %" PRIu64
-           " receipts %" PRIu64 " behind %" PRIu64 " last_error %d\n",
+           " receipts %" PRIu64 " behind %" PRIu64 " stale %" PRIu64
+           " last_error %d\n",
            c.resumed, c.conn_fail, c.resume_fail, c.dropped, c.sent, c.send_err,
-           c.received, c.receipts, c.behind, c.last_error);
+           c.received, c.receipts, c.behind, c.stale, c.last_error);
     if (log_emfile > 0)
         printf("server log: %d accept_failed line(s) (out of file "
                "descriptors) in %s/parleyd.log\n",
@@ -692,19 +716,27 @@ static void report(int phases_done, bool timed_out, int log_emfile)
     }
     printf("],\"server\":{\"rss_base_kb\":%" PRIu64 ",\"rss_held_kb\":%" PRIu64
            ",\"hwm_kb\":%" PRIu64 ",\"fds\":%d,\"bytes_per_conn\":%.0f,"
-           "\"accept_failed_lines\":%d},",
+           "\"accept_failed_lines\":%d,\"anon_base_kb\":%" PRIu64
+           ",\"anon_held_kb\":%" PRIu64 ",\"anon_bytes_per_conn\":%.0f,"
+           "\"file_base_kb\":%" PRIu64 ",\"file_held_kb\":%" PRIu64 "},",
            G.rss_base_kb, G.rss_held_kb, G.hwm_kb, G.server_fds,
            G.rss_held_kb && c.open
                ? (double)(G.rss_held_kb - G.rss_base_kb) * 1024 / (double)c.open
                : 0,
-           log_emfile);
+           log_emfile, G.anon_base_kb, G.anon_held_kb,
+           G.anon_held_kb && c.open
+               ? ((double)G.anon_held_kb - (double)G.anon_base_kb) * 1024 /
+                     (double)c.open
+               : 0,
+           G.file_base_kb, G.file_held_kb);
     printf("\"counts\":{\"resumed\":%" PRIu64 ",\"conn_fail\":%" PRIu64
            ",\"resume_fail\":%" PRIu64 ",\"dropped\":%" PRIu64
            ",\"sent\":%" PRIu64 ",\"send_err\":%" PRIu64
            ",\"received\":%" PRIu64 ",\"receipts\":%" PRIu64
-           ",\"behind\":%" PRIu64 ",\"last_error\":%d}}\n",
+           ",\"behind\":%" PRIu64 ",\"stale\":%" PRIu64
+           ",\"last_error\":%d}}\n",
            c.resumed, c.conn_fail, c.resume_fail, c.dropped, c.sent, c.send_err,
-           c.received, c.receipts, c.behind, c.last_error);
+           c.received, c.receipts, c.behind, c.stale, c.last_error);
 }
 
 /* ---- main ---- */
@@ -825,6 +857,7 @@ int main(int argc, char **argv)
     bool timed_out = false;
 
     parse(argc, argv);
+    G.o.run_id = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
     signal(SIGPIPE, SIG_IGN);
     lg_raise_nofile();
     mkdir(G.o.run_dir, 0755);
@@ -857,6 +890,7 @@ int main(int argc, char **argv)
     start_workers();
     usleep(200000); /* let the workers' loops start: a clean baseline */
     G.rss_base_kb = server_rss(NULL);
+    G.anon_base_kb = server_anon(&G.file_base_kb);
     for (int p = 1; p <= G.wl->phases && !timed_out; p++) {
         cpu_mark(&a);
         send_all(LG_CMD_GO);
@@ -870,6 +904,7 @@ int main(int argc, char **argv)
         if (!strcmp(G.wl->name, "idle") && G.o.hold_s > 0) {
             wait_phase(0, G.o.hold_s);
             G.rss_held_kb = server_rss(&G.hwm_kb);
+            G.anon_held_kb = server_anon(&G.file_held_kb);
             G.server_fds = G.o.server_pid ? lg_proc_fds(G.o.server_pid) : 0;
         }
     }

@@ -60,6 +60,10 @@ int lg_proc_sample(pid_t pid, lg_proc_sample_t *s)
             s->rss_kb = v;
         else if (sscanf(line, "VmHWM: %llu kB", &v) == 1)
             s->hwm_kb = v;
+        else if (sscanf(line, "RssAnon: %llu kB", &v) == 1)
+            s->anon_kb = v;
+        else if (sscanf(line, "RssFile: %llu kB", &v) == 1)
+            s->file_kb = v;
         else if (sscanf(line, "Threads: %llu", &v) == 1)
             s->threads = (int)v;
     }

@@ -41,8 +41,9 @@
 
 #define PROGRESS_MS    250
 #define TICK_MS        1
-#define ACK_EVERY      50 /* entries between two acks of one connection */
-#define SEND_WINDOW    16 /* sends in flight per connection */
+#define ACK_EVERY      50  /* entries between two acks of one connection */
+#define ACK_TICKS      100 /* ticks between two rounds of acks (100 ms) */
+#define SEND_WINDOW    16  /* sends in flight per connection */
 #define DRAIN_GRACE_NS 5000000000ull /* after traffic, for the last replies */
 #define QUIT_GRACE_MS  3000
 
@@ -131,6 +132,7 @@ struct worker {
     /* traffic */
     uint64_t traffic_end;
     int cursor;
+    uint64_t ticks;
 };
 
 static worker_t W;
@@ -429,8 +431,16 @@ static void on_event(proto_client_t *cl, void *user, const msgpack_object *ev,
         const msgpack_object *b = proto_map_get(ev, "body");
         uint64_t t = 0, now = lg_now_ns();
         w->c.received++;
-        if (b && b->type == MSGPACK_OBJECT_BIN && b->via.bin.size >= 8)
+        uint64_t run = 0;
+        if (b && b->type == MSGPACK_OBJECT_BIN && b->via.bin.size >= 16) {
             memcpy(&t, b->via.bin.ptr, sizeof(t));
+            memcpy(&run, b->via.bin.ptr + 8, sizeof(run));
+        }
+        if (run != w->o->run_id) {
+            /* left in the mailbox by an earlier run: not ours to time */
+            w->c.stale++;
+            goto acked;
+        }
         if (w->active && w->id == WL_ONE2ONE && w->phase == 2) {
             if (t && t <= now)
                 lg_hist_record(&w->hist, now - t);
@@ -442,6 +452,7 @@ static void on_event(proto_client_t *cl, void *user, const msgpack_object *ev,
     } else if (is_ev(ev, "delivered")) {
         w->c.receipts++;
     }
+acked:
     if (c->seq - c->acked >= ACK_EVERY)
         ack(w, c);
 }
@@ -511,8 +522,8 @@ static void on_tick(uv_timer_t *t)
         catchup_tick(w);
     else
         pump(w);
-    /* acks for what came in since the last one */
-    if (w->id == WL_ONE2ONE || w->id == WL_CATCHUP)
+    /* acks for what came in since the last round */
+    if (++w->ticks % ACK_TICKS == 0)
         for (int i = 0; i < w->count; i++)
             ack(w, &w->conns[i]);
 }
@@ -658,7 +669,9 @@ void lg_worker_main(const lg_opts_t *o, const lg_workload_t *wl,
         w->conns[i].w = w;
         w->conns[i].idx = i;
     }
-    memset(w->body + 8, 'x', (size_t)o->body - 8);
+    /* body: [due time ns][run id], then filler */
+    memcpy(w->body + 8, &o->run_id, sizeof(o->run_id));
+    memset(w->body + 16, 'x', (size_t)o->body - 16);
     w->cfg =
         (proto_client_config_t){.on_event = on_event, .on_close = on_close};
     uv_loop_init(&w->loop);
