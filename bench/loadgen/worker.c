@@ -351,17 +351,28 @@ static void on_close(proto_client_t *cl, void *user, int code)
 
 /* ---- messages ---- */
 
+/* A send in flight: its connection and when it left. */
+struct send {
+    conn_t *c;
+    uint64_t t;
+};
+
 static void on_sent(proto_client_t *cl, void *arg, int status,
                     const msgpack_object *reply, const uint8_t *raw, size_t len)
 {
-    conn_t *c = arg;
+    struct send *sd = arg;
+    conn_t *c = sd->c;
     worker_t *w = c->w;
+    uint64_t t = sd->t;
 
+    free(sd);
     c->inflight--;
     if (status == 0) {
         w->c.sent++;
-        if (w->id == WL_CATCHUP && w->phase == 2)
+        if (w->id == WL_CATCHUP && w->phase == 2 && w->active) {
+            lg_hist_record(&w->hist, lg_now_ns() - t);
             unit_done(w, true);
+        }
     } else {
         w->c.send_err++;
         w->c.last_error = status;
@@ -379,8 +390,13 @@ static int send_msg(worker_t *w, conn_t *c, uint64_t due_ns)
     req.u.send.to = (proto_str_t){to->name, (uint32_t)strlen(to->name)};
     req.u.send.cid = ++w->cid;
     req.u.send.body = (proto_bin_t){w->body, (uint32_t)w->o->body};
-    int64_t id = proto_client_request(c->cl, &req, on_sent, c);
+    struct send *sd = malloc(sizeof(*sd));
+    if (!sd)
+        return -ENOMEM;
+    *sd = (struct send){c, lg_now_ns()};
+    int64_t id = proto_client_request(c->cl, &req, on_sent, sd);
     if (id < 0) {
+        free(sd);
         w->c.send_err++;
         w->c.last_error = (int)id;
         return (int)id;
