@@ -1,0 +1,32 @@
+#!/bin/sh
+# bench/run-chat.sh - runs chatbench against a fresh parleyd and prints its
+# result line with the store's commits (one fsync each in sync=batch).
+#
+#   bench/run-chat.sh BUILD_DIR SYNC MODE ARGS...
+#   e.g. bench/run-chat.sh build batch throughput 8 10
+#        bench/run-chat.sh build nosync rate 8 10 50000
+#        bench/run-chat.sh build batch catchup 100000
+set -eu
+build=$1 sync=$2
+shift 2
+data=$(mktemp -d /tmp/parley-bench-XXXXXX)
+log=$data.log
+: >"$data.out"
+"$build/actors/parleyd" --listen 127.0.0.1:0 --data "$data" --sync "$sync" \
+  --pwhash-ops min --pwhash-mem min --request-rate 1000000 \
+  --request-burst 1000000 --push-window 5000 --log-level info \
+  --map-size 8589934592 >"$data.out" 2>"$log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$data" "$data.out" "$log"' EXIT
+port=
+for _ in $(seq 100); do
+  port=$(sed -n 's/^listening [^ ]*:\([0-9]*\)$/\1/p' "$data.out")
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "parleyd did not start" >&2; cat "$log" >&2; exit 1; }
+result=$("$build/bench/chatbench" 127.0.0.1 "$port" "$@")
+kill -TERM $pid
+wait $pid || true
+stats=$(sed -n 's/.*event=stats \(commits=[0-9]* writes=[0-9]*\).*/\1/p' "$log")
+echo "sync=$sync $result $stats"
