@@ -147,7 +147,18 @@ static_assert(sizeof(struct rt_actor) == RT_SLOT_SIZE,
 static_assert(offsetof(rt_msg_t, next) == 0,
               "the stub node is a bare next pointer");
 
-/* ---- mailbox primitives (see actor.c for the algorithm) ---- */
+/* ---- mailbox primitives ---- */
+
+/*
+ * The mailbox is an intrusive multi-producer single-consumer queue. The
+ * consumer keeps the last node it consumed as `mb_tail` (initially the
+ * stub), and pops by following tail->next. Producers exchange themselves
+ * into `mb_head` and then link the previous head to themselves. The low bit
+ * of mb_head is the idle mark: the consumer sets it with a CAS when it finds
+ * the queue empty, and the one producer whose exchange returns a marked
+ * pointer knows the actor is on no run queue and schedules it. So an actor
+ * is scheduled exactly once per idle period without a separate flag.
+ */
 
 #define MB_MARK ((uintptr_t)1)
 
@@ -321,6 +332,9 @@ void rt__set_current(rt_actor_t *a);
 
 /* actor.c */
 rt_actor_t *rt__acquire(rt_system_t *sys, rt_id_t id);
+/* A free slot's index, or UINT32_MAX when the table is full. */
+uint32_t rt__slot_alloc(rt_system_t *sys);
+void rt__slot_free(rt_system_t *sys, uint32_t idx);
 /* Marks a quiescent point of scheduler s (or, online = false, puts it to
  * sleep); and frees what has waited long enough. */
 void rt__quiescent(rt_sched_t *s, bool online);
@@ -333,6 +347,8 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a);
 int rt__send_sys(rt_system_t *sys, rt_id_t to, rt_msg_t *m);
 rt_actor_ext_t *rt__ext(rt_actor_t *a);
 uint64_t rt__new_ref(rt_system_t *sys);
+/* Doubles an array's capacity (from 4). 0 or RT_ENOMEM. */
+int rt__grow(void **v, uint32_t *cap, size_t elem);
 int rt__idvec_add(rt_idvec_t *v, rt_id_t id);
 bool rt__idvec_del(rt_idvec_t *v, rt_id_t id);
 uint32_t rt__idvec_len(const rt_idvec_t *v);
@@ -343,6 +359,12 @@ void rt__idvec_free(rt_idvec_t *v);
 int rt__refvec_add(rt_refvec_t *v, uint64_t ref, rt_id_t id);
 bool rt__refvec_del(rt_refvec_t *v, uint64_t ref, rt_id_t *id_out);
 void rt__kill_all(rt_system_t *sys);
+int rt__send_exit(rt_system_t *sys, rt_id_t to, rt_id_t who, int reason,
+                  bool is_link);
+void rt__send_down(rt_system_t *sys, rt_id_t watcher, uint64_t ref, rt_id_t who,
+                   int reason);
+void rt__send_detail(rt_system_t *sys, rt_actor_t *a, rt_id_t to, uint64_t ref);
+
 int rt__deliver(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, bool bounded);
 void rt__die(rt_system_t *sys, rt_actor_t *a, int reason);
 rt_actor_t *rt__spawn_port(rt_system_t *sys, void *port, int *err);

@@ -86,14 +86,9 @@ static int start_child(rt_actor_t *self, sup_t *s, uint32_t i)
 
 static int add_child(sup_t *s, const rt_child_spec_t *spec, void *arg)
 {
-    if (s->n == s->cap) {
-        uint32_t ncap = s->cap ? s->cap * 2 : 8;
-        sup_child_t *nk = realloc(s->kids, ncap * sizeof(*nk));
-        if (!nk)
-            return RT_ENOMEM;
-        s->kids = nk;
-        s->cap = ncap;
-    }
+    if (s->n == s->cap &&
+        rt__grow((void **)&s->kids, &s->cap, sizeof(*s->kids)) < 0)
+        return RT_ENOMEM;
     s->kids[s->n] = (sup_child_t){spec, arg, 0, 0};
     return (int)s->n++;
 }
