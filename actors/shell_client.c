@@ -467,10 +467,15 @@ static int attach(session_t *s)
         goto fail;
     }
     json_t *j = json_loads(line, 0, NULL);
-    int rc = j ? show(s, j) : -1;
+    if (j && json_object_get(j, "done")) {
+        json_decref(j);
+        return 0; /* authenticated */
+    }
+    if (j && !o->json)
+        show(s, j);
+    else if (j)
+        puts(line);
     json_decref(j);
-    if (rc == 1)
-        return 0;
 fail:
     close(s->fd);
     s->fd = -1;
@@ -484,23 +489,13 @@ static void detach(session_t *s)
     s->fd = -1;
 }
 
-/* Sends one command and shows its answer. Returns EXIT_OK, EXIT_ERROR, or
- * EXIT_USAGE when the server cannot be reached or went away. */
-static int run_command(session_t *s, const char *cmd)
+/* Shows the lines of one answer. Returns EXIT_OK or EXIT_ERROR after its
+ * last line, or -1 when the stream ended (or Ctrl-C came) before it. */
+static int read_answer(session_t *s)
 {
     char *line;
-    int rc;
 
-    if (s->fd < 0 && attach(s) < 0)
-        return EXIT_USAGE;
-    s->table_open = false;
-    interrupted = 0;
-    if (send_line(s, cmd) < 0) {
-        detach(s);
-        if (attach(s) < 0 || send_line(s, cmd) < 0)
-            return EXIT_USAGE;
-    }
-    while ((rc = read_line(s, &line)) > 0) {
+    while (read_line(s, &line) > 0) {
         json_t *j = json_loads(line, 0, NULL);
         if (!j || !json_is_object(j)) {
             fprintf(stderr, "parley-shell: not a JSON object: %s\n", line);
@@ -520,6 +515,29 @@ static int run_command(session_t *s, const char *cmd)
         if (end)
             return end > 0 ? EXIT_OK : EXIT_ERROR;
     }
+    return -1;
+}
+
+/* Sends one command and shows its answer. Returns EXIT_OK, EXIT_ERROR, or
+ * EXIT_USAGE when the server cannot be reached or went away. */
+static int run_command(session_t *s, const char *cmd)
+{
+    int rc;
+
+    if (s->fd < 0 && attach(s) < 0)
+        return EXIT_USAGE;
+    s->table_open = false;
+    interrupted = 0;
+    if (send_line(s, cmd) < 0) {
+        /* the server may have said why it closed: a refusal */
+        if ((rc = read_answer(s)) >= 0)
+            return rc;
+        detach(s);
+        if (attach(s) < 0 || send_line(s, cmd) < 0)
+            return EXIT_USAGE;
+    }
+    if ((rc = read_answer(s)) >= 0)
+        return rc;
     detach(s); /* a half-read answer cannot be resumed */
     if (interrupted) {
         fprintf(stderr, "interrupted\n");
