@@ -196,7 +196,9 @@ static const rt_behaviour_t pong = {.kind = "pong", .handle = pong_handle};
 /* On one scheduler with batch 16, an actor with ~0.4 s of backlog (20k
  * messages of 20 us each) must not delay another actor's answer by more
  * than a few batches: each ping is answered in well under the backlog's
- * time, while the backlog is still there. */
+ * time, while the backlog is still there (the proof: the backlog is not
+ * drained when the last answer comes; the latency bound is loose, for
+ * loaded CI machines). */
 static void test_flooded_actor_does_not_starve_another(void **state)
 {
     rt_system_t *sys = trt_start(1, 16, 0);
@@ -223,7 +225,7 @@ static void test_flooded_actor_does_not_starve_another(void **state)
     print_message("worst ping %lld us, backlog left %u of %d\n",
                   (long long)worst, ai.mailbox, flood);
     assert_true(ai.mailbox > 0);
-    assert_true(worst < (int64_t)trt_ms(100) * 1000);
+    assert_true(worst < (int64_t)trt_ms(250) * 1000);
     trt_port_free(tp);
     rt_system_stop(sys);
     *state = NULL;
