@@ -205,7 +205,7 @@ static void test_info_while_busy(void **state)
         turns += si.turns;
     }
     assert_true(sched_msgs >= total);
-    assert_true(turns > 0 && turns <= sched_msgs + s1.spawned);
+    assert_true(turns > 0);
     print_message("%ld samples; %llu turns for %llu messages\n", samples,
                   (unsigned long long)turns, (unsigned long long)sched_msgs);
     free(f);
