@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "presence.h"
+#include "trace.h"
 
 #define MAX_CONNS        8   /* connections of one device at once */
 #define PUSH_CHUNK       256 /* entries read and sent in one turn */
@@ -170,6 +171,10 @@ static void pump(rt_actor_t *self, session_t *s)
         int n = chat_db_mbox_encode(g_db, s->devid, from, to, PUSH_CHUNK, &sb,
                                     &last);
         if (n > 0) {
+            CHAT_TRACE(s->sys, s->self, "session", s->user, "push",
+                       "entries=%d seq=%llu..%llu conn=%llu", n,
+                       (unsigned long long)from, (unsigned long long)last,
+                       (unsigned long long)c->id);
             chat_wire_t w = {.len = (uint32_t)(sb.size - sizeof(w)),
                              .max_seq = last};
             memcpy(sb.data, &w, sizeof(w));
@@ -390,6 +395,10 @@ static void on_store_done(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
         return;
     take_pend(s, i, &p);
     memcpy(&r, msg->data, sizeof(r));
+    CHAT_TRACE(s->sys, s->self, "session", s->user, "stored",
+               "op=%s id=%llu result=%d sid=%llu", proto_op_name(p.op),
+               (unsigned long long)p.reqid, r.result,
+               (unsigned long long)r.sid);
     if (r.result < 0) {
         const char *why;
         int code = op_error(p.op, r.result, &why);
@@ -558,6 +567,10 @@ static void on_request(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
         msg->size - sizeof(*q) !=
             q->body_len + q->nusers * (size_t)(PROTO_MAX_NAME + 1))
         return;
+    CHAT_TRACE(s->sys, s->self, "session", s->user, "req",
+               "op=%s id=%llu peer=%s bytes=%u", proto_op_name(q->op),
+               (unsigned long long)q->reqid, q->peer[0] ? q->peer : "-",
+               q->body_len);
     switch (q->op) {
     case PROTO_OP_SEND:
         return do_send(self, s, q);

@@ -424,13 +424,12 @@ static int show(session_t *s, json_t *o)
         printf("\n");
     } else if (!strcmp(key, "device")) {
         table(s, "device",
-              "  DEVICE NAME             ONLINE   ACTOR KIND    "
-              "MAILBOX LAST SEEN");
-        printf("%8lld %-16s %-6s %7lld %-7s %7lld ", num(v, "id"),
+              "  DEVICE NAME           ONLINE     CONN  SESSION "
+              "UNDELIVERED LAST SEEN");
+        printf("%8lld %-14s %-6s %8lld %8lld %11lld ", num(v, "id"),
                str(v, "name"),
                json_is_true(json_object_get(v, "online")) ? "yes" : "no",
-               num(v, "actor"), *str(v, "kind") ? str(v, "kind") : "-",
-               num(v, "mailbox"));
+               num(v, "conn"), num(v, "session"), num(v, "undelivered"));
         print_time(num(v, "last_seen"));
         printf("\n");
     } else if (!strcmp(key, "config")) {

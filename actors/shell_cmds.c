@@ -21,6 +21,7 @@
 #include "accounts.h"
 #include "conn.h"
 #include "log.h"
+#include "mailbox.h"
 #include "trace.h"
 
 #define DETAIL_TIMEOUT_MS  1000
@@ -765,35 +766,45 @@ typedef struct user_look {
     int kicked;
 } user_look_t;
 
-/* The actor serving a device now, or 0: its connection registers the
- * device's name at login. TODO: once sessions exist, show the session's
- * mailbox depth and its oldest undelivered message here; today the
- * store keeps no mailboxes to read. */
+/* A device now: its connection (registered under "dev.<id>" at login),
+ * its session (registered under its device id) with the session's
+ * mailbox depth, and its stored mailbox: entries appended and not yet
+ * acknowledged. TODO: the age of the oldest undelivered entry needs a
+ * read of one mailbox entry that mailbox.h does not offer yet. */
 static int look_device(uint64_t devid, const chat_device_rec_t *d, void *ctx)
 {
     user_look_t *u = ctx;
     shell_t *sh = u->sh;
     char name[32];
-    rt_actor_info_t ai = {0};
+    rt_actor_info_t ci = {0}, si = {0};
+    chat_mhead_t head = {0};
 
     chat_device_name(devid, name);
-    rt_id_t who = rt_whereis(sh->sys, name);
-    bool online = who && rt_actor_info(sh->sys, who, &ai) == 0;
+    rt_id_t conn = rt_whereis(sh->sys, name);
+    rt_id_t sess = rt_whereis_key(sh->sys, devid);
+    bool has_conn = conn && rt_actor_info(sh->sys, conn, &ci) == 0;
+    bool has_sess = sess && rt_actor_info(sh->sys, sess, &si) == 0;
+    bool online = has_conn || has_sess;
+    chat_db_mhead(sh->args->db, devid, &head);
     u->devices++;
     u->online += online;
-    if (u->kick && online &&
-        rt_send_copy(sh->sys, who, CHAT_CONN_KICK, NULL, 0) == 0)
+    if (u->kick && has_conn &&
+        rt_send_copy(sh->sys, conn, CHAT_CONN_KICK, NULL, 0) == 0)
         u->kicked++;
     if (u->emit)
-        shell_emit(sh,
-                   json_pack("{s:{s:I,s:s,s:I,s:I,s:b,s:I,s:s,s:I}}", "device",
-                             "id", (json_int_t)devid, "name", d->name,
-                             "created", (json_int_t)d->created, "last_seen",
-                             (json_int_t)d->last_seen, "online", online,
-                             "actor", (json_int_t)(online ? who : 0), "kind",
-                             online ? ai.kind : "", "mailbox",
-                             (json_int_t)ai.mailbox),
-                   false);
+        shell_emit(
+            sh,
+            json_pack(
+                "{s:{s:I,s:s,s:I,s:I,s:b,s:I,s:I,s:I,s:I,s:I}}", "device", "id",
+                (json_int_t)devid, "name", d->name, "created",
+                (json_int_t)d->created, "last_seen", (json_int_t)d->last_seen,
+                "online", online, "conn", (json_int_t)(has_conn ? conn : 0),
+                "session", (json_int_t)(has_sess ? sess : 0), "session_mailbox",
+                (json_int_t)si.mailbox, "undelivered",
+                (json_int_t)(head.last > head.acked ? head.last - head.acked
+                                                    : 0),
+                "acked", (json_int_t)head.acked),
+            false);
     return 0;
 }
 

@@ -145,7 +145,7 @@ test('kill of a connection: the client resumes and its next request '
   const u = await sh(`user ${a.user}`);
   const dev = of(u, 'device')[0];
   assert.equal(dev.online, true);
-  const r = await sh(`kill ${dev.actor}`);
+  const r = await sh(`kill ${dev.conn}`);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(last(r).done.restarted, null);
   await within(a.c.closed, 'the killed connection to close');
@@ -154,8 +154,35 @@ test('kill of a connection: the client resumes and its next request '
   assert.equal((await b.request('device.list')).ok, true);
   await b.close();
   const root = of(await sh('tree'), 'node')[0];
+  await a.c.close().catch(() => {});
   const refused = await sh(`kill ${root.id}`);
   assert.equal(last(refused).error.code, 'refused');
+});
+
+test('kill of a session: its supervisor restarts it and the client\'s '
+  + 'next message goes through', async () => {
+  const a = await account(srv.port);
+  const b = await account(srv.port);
+  const dev = of(await sh(`user ${a.user}`), 'device')[0];
+  assert.ok(dev.session > 0, 'a session serves the device');
+  const r = await sh(`kill ${dev.session}`);
+  assert.equal(r.code, 0, r.stderr);
+  const d = last(r).done;
+  assert.equal(d.kind, 'session');
+  assert.ok(d.restarted > dev.session, JSON.stringify(d));
+  let sent;
+  for (let i = 0; i < 50; i++) {
+    sent = await a.c.request('send',
+      { to: b.user, cid: 1, body: Buffer.from('after the kill') });
+    if (sent.ok) break;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  assert.equal(sent.ok, true, JSON.stringify(sent));
+  const ev = await b.c.nextEvent();
+  assert.equal(ev.ev, 'msg');
+  assert.equal(Buffer.from(ev.body).toString(), 'after the kill');
+  await a.c.close();
+  await b.c.close();
 });
 
 test('user shows devices and presence; disconnect closes them', async () => {
@@ -214,6 +241,24 @@ test('trace user shows a request passing, then ends on time', async () => {
   assert.ok(events.every((e) => e.user === a.user));
   assert.ok(last(r).done.events >= 2);
   await a.c.close();
+});
+
+test('trace shows a message passing from one user to another', async () => {
+  const a = await account(srv.port);
+  const b = await account(srv.port);
+  const tr = shell(['--data', srv.data, '-c', `trace user ${b.user} 2`]);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await a.c.request('send',
+    { to: b.user, cid: 7, body: Buffer.from('hi') })).ok, true);
+  assert.equal((await b.c.nextEvent()).ev, 'msg');
+  const r = await tr;
+  assert.equal(r.code, 0, r.stderr);
+  const events = of(r, 'trace');
+  assert.ok(events.some((e) => e.kind === 'session' && e.event === 'push'),
+    JSON.stringify(events));
+  assert.ok(events.some((e) => e.kind === 'conn' && e.event === 'out'));
+  await a.c.close();
+  await b.c.close();
 });
 
 test('trace actor, and a shell that leaves mid-trace costs nothing',
