@@ -125,8 +125,8 @@ static int next_out(size_t *pos, const uint8_t **p, size_t *n)
 
 static uint16_t out_close_code(void)
 {
-    size_t pos = 0, n;
-    const uint8_t *p;
+    size_t pos = 0, n = 0;
+    const uint8_t *p = NULL;
     int op = 0;
     while (pos < out_len && (op = next_out(&pos, &p, &n)) != 8)
         ;
