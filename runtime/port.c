@@ -155,7 +155,10 @@ rt_msg_t *rt_port_recv(rt_port_t *p, int timeout_ms)
         rt_msg_t *m = pop_visible(p);
         if (m)
             return m;
-        if (timeout_ms == 0 || !wait_push(p, deadline)) {
+        /* wait_push() also returns at once when a producer is between its
+         * exchange and its link: the deadline still holds then */
+        if (timeout_ms == 0 || !wait_push(p, deadline) ||
+            (deadline && rt__now_ns() >= deadline)) {
             /* one last look: the push may have raced the deadline */
             return pop_visible(p);
         }
@@ -195,7 +198,8 @@ rt_msg_t *rt_port_call(rt_port_t *p, rt_id_t to, rt_msg_t *m, int timeout_ms)
             p->stash_tail = r;
             continue;
         }
-        if (timeout_ms == 0 || !wait_push(p, deadline)) {
+        if (timeout_ms == 0 || !wait_push(p, deadline) ||
+            (deadline && rt__now_ns() >= deadline)) {
             if (p->nabandoned < 16)
                 p->abandoned[p->nabandoned++] = ref;
             return NULL;

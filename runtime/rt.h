@@ -119,7 +119,9 @@ enum { RT_CONTINUE = 0, RT_STOP = 1 };
  * scheduler, never two at once for one actor.
  *
  * init:      returns 0 to start, negative to fail (the actor exits with that
- *            reason before handling any message). May be NULL.
+ *            reason before handling any message), or RT_STOP to decline
+ *            quietly (it exits with RT_NORMAL, so a transient or temporary
+ *            child is not restarted: OTP's `ignore`). May be NULL.
  * handle:    one message; returns RT_CONTINUE, RT_STOP, or a negative crash
  *            reason. Required.
  * terminate: called once as the actor ends, whatever the reason, before its
@@ -360,12 +362,13 @@ typedef struct rt_child_spec {
 } rt_child_spec_t;
 
 typedef struct rt_sup_spec {
-    const char *name;
+    const char *name; /* for introspection */
     rt_strategy_t strategy;
     uint32_t intensity; /* restarts allowed ... */
     uint32_t period_ms; /* ... within this window */
     const rt_child_spec_t *children;
-    size_t nchildren; /* with SIMPLE_ONE_FOR_ONE: exactly 1 */
+    size_t nchildren;   /* with SIMPLE_ONE_FOR_ONE: exactly 1 */
+    bool register_name; /* also rt_register() it under `name` */
 } rt_sup_spec_t;
 
 /* The behaviour of a supervisor; its spawn arg is a const rt_sup_spec_t *
@@ -381,8 +384,10 @@ rt_id_t rt_sup_start(rt_system_t *sys, const rt_sup_spec_t *spec, int *err);
  * the child's id, or 0 with *err set. Blocking (uses a port). */
 rt_id_t rt_sup_start_child(rt_system_t *sys, rt_id_t sup, void *arg, int *err);
 
-/* The same from inside an actor: the reply arrives as a message with the
- * returned ref whose payload is an rt_sup_started_t. Actor. */
+/* The same from inside an actor: the reply arrives as a message of type
+ * RT_MSG_SUP_STARTED with the returned ref, whose payload is an
+ * rt_sup_started_t. Actor. */
+#define RT_MSG_SUP_STARTED (RT_MSG_SYSTEM + 128)
 typedef struct rt_sup_started {
     rt_id_t child;
     int err;

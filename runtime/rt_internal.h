@@ -69,7 +69,7 @@ enum {
 };
 
 /* Messages the supervisor library protocol uses: passed to handlers. */
-#define RT_MSG_LIB (RT_MSG_SYSTEM + 128)
+#define RT_MSG_LIB RT_MSG_SUP_STARTED
 
 /* Set on msg->ref by rt_reply(); stripped before the handler sees it. */
 #define RT_REF_REPLY (UINT64_C(1) << 63)

@@ -298,6 +298,11 @@ static int sup_init(rt_actor_t *self, void *arg)
     s->spec = spec;
     s->restart_only = UINT32_MAX;
     rt_trap_exit(self, true);
+    if (spec->register_name && spec->name) {
+        int rc = rt_register(rt_system(self), spec->name, rt_self(self));
+        if (rc < 0)
+            return rc;
+    }
     if (spec->strategy == RT_SIMPLE_ONE_FOR_ONE)
         return 0;
     for (size_t i = 0; i < spec->nchildren; i++) {
@@ -341,7 +346,7 @@ static int sup_handle(rt_actor_t *self, rt_msg_t *m)
             else if (idx >= 0)
                 r.child = s->kids[idx].id;
         }
-        rt_msg_t *rep = rt_msg_new(RT_MSG_LIB, sizeof(r));
+        rt_msg_t *rep = rt_msg_new(RT_MSG_SUP_STARTED, sizeof(r));
         if (rep) {
             memcpy(rep->data, &r, sizeof(r));
             rt_reply(rt_system(self), m, rep);

@@ -275,7 +275,7 @@ static void test_actor_detail(void **state)
         {.name = "k1", .behaviour = &busy, .restart = RT_PERMANENT},
         {.name = "k2", .behaviour = &busy, .restart = RT_PERMANENT},
     };
-    rt_sup_spec_t spec = {"detail", RT_ONE_FOR_ONE, 1, 1000, cs, 2};
+    rt_sup_spec_t spec = {"detail", RT_ONE_FOR_ONE, 1, 1000, cs, 2, false};
     int err = 0;
     rt_id_t sup = rt_sup_start(sys, &spec, &err);
     assert_true(sup > 0);

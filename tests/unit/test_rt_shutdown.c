@@ -131,7 +131,8 @@ static void test_stop_with_live_actors(void **state)
                                         .behaviour = &life,
                                         .arg = &args[i],
                                         .restart = RT_PERMANENT};
-    rt_sup_spec_t spec = {"tree", RT_ONE_FOR_ONE, 5, 1000, cs, NTOTAL - 300};
+    rt_sup_spec_t spec = {"tree", RT_ONE_FOR_ONE, 5,    1000,
+                          cs,     NTOTAL - 300,   false};
     int err = 0;
     assert_true(rt_sup_start(sys, &spec, &err) > 0);
     /* every init has run and every setup is done */

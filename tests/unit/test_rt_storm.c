@@ -66,11 +66,12 @@ static void test_crash_storm_spares_sibling(void **state)
     for (int i = 0; i < 4; i++)
         workers[i] = (rt_child_spec_t){
             .name = "crasher", .behaviour = &crasher, .restart = RT_PERMANENT};
-    rt_sup_spec_t storm = {"storm", RT_ONE_FOR_ONE, 1000000000u,
-                           60000,   workers,        4};
+    rt_sup_spec_t storm = {"storm", RT_ONE_FOR_ONE, 1000000000u, 60000, workers,
+                           4,       false};
     rt_child_spec_t ec = {
         .name = "echo", .behaviour = &echo, .restart = RT_PERMANENT};
-    rt_sup_spec_t service = {"service", RT_ONE_FOR_ONE, 3, 60000, &ec, 1};
+    rt_sup_spec_t service = {"service", RT_ONE_FOR_ONE, 3, 60000, &ec,
+                             1,         false};
     rt_child_spec_t top[2] = {
         {.name = "storm",
          .behaviour = &rt_supervisor,
@@ -83,7 +84,7 @@ static void test_crash_storm_spares_sibling(void **state)
          .restart = RT_PERMANENT,
          .is_supervisor = true},
     };
-    rt_sup_spec_t root_spec = {"root", RT_ONE_FOR_ONE, 3, 60000, top, 2};
+    rt_sup_spec_t root_spec = {"root", RT_ONE_FOR_ONE, 3, 60000, top, 2, false};
     atomic_store(&g_starts, 0);
     int err = 0;
     rt_id_t root = rt_sup_start(sys, &root_spec, &err);

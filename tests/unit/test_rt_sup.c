@@ -153,7 +153,7 @@ static void test_one_for_one(void **state)
     rt_child_spec_t cs[3] = {child("a", &a[0], RT_PERMANENT),
                              child("b", &a[1], RT_PERMANENT),
                              child("c", &a[2], RT_PERMANENT)};
-    rt_sup_spec_t spec = {"o4o", RT_ONE_FOR_ONE, 10, 10000, cs, 3};
+    rt_sup_spec_t spec = {"o4o", RT_ONE_FOR_ONE, 10, 10000, cs, 3, false};
     rt_id_t sup = start_sup(f, &spec);
     rt_id_t id[3];
     for (int i = 0; i < 3; i++)
@@ -190,7 +190,7 @@ static void test_one_for_all(void **state)
     rt_child_spec_t cs[3] = {child("a", &a[0], RT_PERMANENT),
                              child("b", &a[1], RT_PERMANENT),
                              child("c", &a[2], RT_PERMANENT)};
-    rt_sup_spec_t spec = {"o4a", RT_ONE_FOR_ALL, 10, 10000, cs, 3};
+    rt_sup_spec_t spec = {"o4a", RT_ONE_FOR_ALL, 10, 10000, cs, 3, false};
     rt_id_t sup = start_sup(f, &spec);
     rt_id_t id[3];
     for (int i = 0; i < 3; i++)
@@ -224,7 +224,7 @@ static void test_rest_for_one(void **state)
     rt_child_spec_t cs[4] = {
         child("a", &a[0], RT_PERMANENT), child("b", &a[1], RT_PERMANENT),
         child("c", &a[2], RT_PERMANENT), child("d", &a[3], RT_PERMANENT)};
-    rt_sup_spec_t spec = {"r4o", RT_REST_FOR_ONE, 10, 10000, cs, 4};
+    rt_sup_spec_t spec = {"r4o", RT_REST_FOR_ONE, 10, 10000, cs, 4, false};
     rt_id_t sup = start_sup(f, &spec);
     rt_id_t id[4];
     for (int i = 0; i < 4; i++)
@@ -276,7 +276,7 @@ static void test_restart_types(void **state)
         child("xc", &a[X_CRASHED], RT_TEMPORARY),
         child("xn", &a[X_NORMAL], RT_TEMPORARY),
     };
-    rt_sup_spec_t spec = {"types", RT_ONE_FOR_ONE, 10, 10000, cs, N};
+    rt_sup_spec_t spec = {"types", RT_ONE_FOR_ONE, 10, 10000, cs, N, false};
     rt_id_t sup = start_sup(f, &spec);
     rt_id_t id[N];
     for (int i = 0; i < N; i++)
@@ -339,7 +339,8 @@ static void test_simple_one_for_one(void **state)
 {
     fixture_t *f = *state;
     rt_child_spec_t cs = child("dyn", NULL, RT_TRANSIENT);
-    rt_sup_spec_t spec = {"s141", RT_SIMPLE_ONE_FOR_ONE, 10, 10000, &cs, 1};
+    rt_sup_spec_t spec = {"s141", RT_SIMPLE_ONE_FOR_ONE, 10, 10000, &cs, 1,
+                          false};
     rt_id_t sup = start_sup(f, &spec);
     enum { N = 5 };
     kid_arg_t a[N];
@@ -377,7 +378,7 @@ static void test_simple_one_for_one(void **state)
     /* not a simple_one_for_one supervisor */
     kid_arg_t sa = {50, false};
     rt_child_spec_t one = child("one", &sa, RT_PERMANENT);
-    rt_sup_spec_t sspec = {"static", RT_ONE_FOR_ONE, 1, 1000, &one, 1};
+    rt_sup_spec_t sspec = {"static", RT_ONE_FOR_ONE, 1, 1000, &one, 1, false};
     rt_id_t ssup = start_sup(f, &sspec);
     int err = 0;
     assert_int_equal(rt_sup_start_child(f->sys, ssup, &a[0], &err), 0);
@@ -406,13 +407,13 @@ static void test_intensity_escalates(void **state)
     fixture_t *f = *state;
     kid_arg_t w = {10, false};
     rt_child_spec_t wc = child("w", &w, RT_PERMANENT);
-    rt_sup_spec_t inner = {"inner", RT_ONE_FOR_ONE, 2, 60000, &wc, 1};
+    rt_sup_spec_t inner = {"inner", RT_ONE_FOR_ONE, 2, 60000, &wc, 1, false};
     rt_child_spec_t ic = {.name = "inner",
                           .behaviour = &rt_supervisor,
                           .arg = &inner,
                           .restart = RT_PERMANENT,
                           .is_supervisor = true};
-    rt_sup_spec_t outer = {"outer", RT_ONE_FOR_ONE, 1, 60000, &ic, 1};
+    rt_sup_spec_t outer = {"outer", RT_ONE_FOR_ONE, 1, 60000, &ic, 1, false};
     rt_id_t root = start_sup(f, &outer);
     rt_id_t wid = wait_ev(f, EV_START, 10).id;
     rt_id_t s1 = child_id(f, root, 0);
@@ -464,7 +465,7 @@ static void test_ordered_shutdown(void **state)
         {0, false}, {1, true}, {2, false}, {3, false}, {4, false}};
     rt_child_spec_t ics[2] = {child("x", &a[3], RT_PERMANENT),
                               child("y", &a[4], RT_PERMANENT)};
-    rt_sup_spec_t inner = {"inner", RT_ONE_FOR_ONE, 1, 1000, ics, 2};
+    rt_sup_spec_t inner = {"inner", RT_ONE_FOR_ONE, 1, 1000, ics, 2, false};
     rt_child_spec_t cs[4] = {
         child("a", &a[0], RT_PERMANENT),
         child("stubborn", &a[1], RT_PERMANENT),
@@ -476,7 +477,7 @@ static void test_ordered_shutdown(void **state)
         child("c", &a[2], RT_PERMANENT),
     };
     cs[1].shutdown_ms = 150;
-    rt_sup_spec_t spec = {"root", RT_ONE_FOR_ONE, 1, 1000, cs, 4};
+    rt_sup_spec_t spec = {"root", RT_ONE_FOR_ONE, 1, 1000, cs, 4, false};
     rt_id_t sup = start_sup(f, &spec);
     rt_id_t ids[5];
     for (int i = 0; i < 5; i++)
