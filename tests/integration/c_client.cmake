@@ -21,3 +21,23 @@ add_test(NAME integration_c_client COMMAND test_c_client)
 set_tests_properties(integration_c_client PROPERTIES
   ENVIRONMENT "${PARLEY_C_CLIENT_ENV}"
   LABELS "integration" TIMEOUT 120)
+
+# Smoke runs of the load generator: small, bounded, against its own
+# parleyd. Accounts are created once in the build tree and reused.
+if(TARGET loadgen)
+  set(PARLEY_LG_DIR ${CMAKE_CURRENT_BINARY_DIR}/loadgen-smoke)
+  set(PARLEY_LG_SMOKE
+      "idle\;--conns\;200\;--hold\;0.5"
+      "connect\;--conns\;200\;--rate\;1000"
+      "reconnect-storm\;--conns\;200"
+      "one-to-one\;--conns\;200\;--rate\;400\;--duration\;1"
+      "catch-up\;--conns\;200\;--backlog\;5")
+  foreach(args ${PARLEY_LG_SMOKE})
+    list(GET args 0 wl)
+    add_test(NAME integration_loadgen_${wl}
+             COMMAND loadgen ${args} --timeout 30 --run-dir ${PARLEY_LG_DIR}
+                     --parleyd $<TARGET_FILE:parleyd>)
+    set_tests_properties(integration_loadgen_${wl} PROPERTIES
+      LABELS "integration;bench" TIMEOUT 120 RESOURCE_LOCK parley_loadgen)
+  endforeach()
+endif()
