@@ -618,15 +618,16 @@ static void kill_finish(shell_t *sh, json_t *restarted, const char *note)
                              restarted, "note", note));
 }
 
-/* The victim's successor: same supervisor and kind, a later id and a
- * higher restart count. */
+/* The victim's successor: same supervisor and kind, another id and a
+ * higher restart count. (Ids are unique but not ordered: a slot freed
+ * earlier can give a new actor a smaller id.) */
 static void kill_look(shell_t *sh, scan_t *s)
 {
     kill_run_t *r = sh->run.data;
 
     for (size_t i = 0; i < s->n; i++) {
         const rt_actor_info_t *ai = &s->v[i];
-        if (ai->parent == r->victim.parent && ai->id > r->victim.id &&
+        if (ai->parent == r->victim.parent && ai->id != r->victim.id &&
             ai->kind && !strcmp(ai->kind, r->victim.kind) &&
             ai->restarts > r->victim.restarts) {
             shell_progress(sh, "supervisor %llu restarted it as %llu",

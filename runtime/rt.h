@@ -52,7 +52,7 @@ const char *rt_strerror(int code);
 /* ---- types ------------------------------------------------------------ */
 
 /* An actor id: 64 bits, never reused within a run of the process. 0 is
- * "no actor". */
+ * "no actor". Ids are not ordered: a newer actor may have a smaller id. */
 typedef uint64_t rt_id_t;
 
 typedef struct rt_system rt_system_t;
