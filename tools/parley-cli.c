@@ -424,7 +424,8 @@ static void account_cmd(bool reg, const char *args)
         printf("usage: /%s NAME [PASSWORD]\n", reg ? "register" : "login");
         return;
     }
-    if (strlen(user) > PROTO_MAX_NAME) {
+    size_t ulen = strlen(user);
+    if (ulen > PROTO_MAX_NAME) {
         printf("a user name has at most %d bytes\n", PROTO_MAX_NAME);
         return;
     }
@@ -432,7 +433,7 @@ static void account_cmd(bool reg, const char *args)
     const char *pw = off >= 0 ? args + off : "";
     if (!pw[0]) {
         g.pw_for = reg ? PW_REGISTER : PW_LOGIN;
-        snprintf(g.pw_user, sizeof(g.pw_user), "%s", user);
+        memcpy(g.pw_user, user, ulen + 1);
         printf("password: ");
         fflush(stdout);
         set_echo(false);

@@ -186,7 +186,7 @@ static void load_tokens(void)
         return;
     while (G.nacc < G.o.conns && fgets(line, sizeof(line), f)) {
         lg_account_t *a = &G.acc[G.nacc];
-        if (sscanf(line, "%32s %66s", a->name, hex) != 2 ||
+        if (sscanf(line, "%32s %65s", a->name, hex) != 2 ||
             strlen(hex) != 2 * LG_TOKEN_LEN)
             continue;
         for (int i = 0; i < LG_TOKEN_LEN; i++) {
