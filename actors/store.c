@@ -45,7 +45,7 @@ int chat_db_open(const char *dir, uint64_t map_size, chat_db_t **out)
     }
     if ((rc = mdb_env_create(&db->env)) != 0)
         goto fail;
-    mdb_env_set_maxdbs(db->env, 16);
+    mdb_env_set_maxdbs(db->env, 32);
     if ((rc = mdb_env_set_mapsize(db->env, (size_t)map_size)) != 0)
         goto fail_env;
     if ((rc = mdb_env_open(db->env, dir, MDB_NOTLS, 0600)) != 0)
@@ -514,7 +514,8 @@ static void wake_all(rt_actor_t *self, batch_t *b)
 {
     rt_system_t *sys = rt_system(self);
 
-    qsort(b->wake, b->nwake, sizeof(*b->wake), cmp_u64);
+    if (b->nwake > 1)
+        qsort(b->wake, b->nwake, sizeof(*b->wake), cmp_u64);
     for (size_t i = 0; i < b->nwake; i++) {
         if (i && b->wake[i] == b->wake[i - 1])
             continue;
