@@ -316,7 +316,31 @@ static proto_names_t req_names(const proto_req_t *req)
 {
     if (req->op == PROTO_OP_PRESENCE_SUB || req->op == PROTO_OP_PRESENCE_UNSUB)
         return req->u.presence.users;
+    if (req->op == PROTO_OP_GROUP_CREATE)
+        return req->u.group_create.members;
+    if (req->op == PROTO_OP_GROUP_ADD)
+        return req->u.group_add.users;
     return (proto_names_t){NULL, 0};
+}
+
+/* The bytes a request carries before its names: a message body, or a
+ * group's name. */
+static proto_bin_t req_bytes(const proto_req_t *req)
+{
+    switch (req->op) {
+    case PROTO_OP_SEND:
+        return req->u.send.body;
+    case PROTO_OP_GROUP_SEND:
+        return req->u.group_send.body;
+    case PROTO_OP_GROUP_CREATE:
+        return (proto_bin_t){(const uint8_t *)req->u.group_create.name.ptr,
+                             req->u.group_create.name.len};
+    case PROTO_OP_GROUP_RENAME:
+        return (proto_bin_t){(const uint8_t *)req->u.group_rename.name.ptr,
+                             req->u.group_rename.name.len};
+    default:
+        return (proto_bin_t){NULL, 0};
+    }
 }
 
 static void fill_session_req(chat_sess_req_t *q, const proto_req_t *req)
@@ -325,11 +349,33 @@ static void fill_session_req(chat_sess_req_t *q, const proto_req_t *req)
     case PROTO_OP_SEND:
         copy_str(q->peer, sizeof(q->peer), req->u.send.to);
         q->cid = req->u.send.cid;
-        q->body_len = req->u.send.body.len;
-        memcpy(q->data, req->u.send.body.ptr, q->body_len);
         break;
     case PROTO_OP_ACK:
         q->upto = req->u.ack.upto;
+        q->gid = req->u.ack.gid;
+        break;
+    case PROTO_OP_GROUP_ADD:
+        q->gid = req->u.group_add.gid;
+        break;
+    case PROTO_OP_GROUP_REMOVE:
+    case PROTO_OP_GROUP_PROMOTE:
+        q->gid = req->u.group_member.gid;
+        copy_str(q->peer, sizeof(q->peer), req->u.group_member.user);
+        break;
+    case PROTO_OP_GROUP_LEAVE:
+    case PROTO_OP_GROUP_INFO:
+        q->gid = req->u.group.gid;
+        break;
+    case PROTO_OP_GROUP_RENAME:
+        q->gid = req->u.group_rename.gid;
+        break;
+    case PROTO_OP_GROUP_SEND:
+        q->gid = req->u.group_send.gid;
+        q->cid = req->u.group_send.cid;
+        break;
+    case PROTO_OP_GROUP_READ:
+        q->gid = req->u.group_read.gid;
+        q->upto = req->u.group_read.upto;
         break;
     case PROTO_OP_READ:
         copy_str(q->peer, sizeof(q->peer), req->u.read.peer);
@@ -358,9 +404,14 @@ static void fill_session_req(chat_sess_req_t *q, const proto_req_t *req)
     default:
         break;
     }
+    proto_bin_t bytes = req_bytes(req);
+    q->body_len = bytes.len;
+    if (bytes.len)
+        memcpy(q->data, bytes.ptr, bytes.len);
     proto_names_t names = req_names(req);
     for (uint32_t i = 0; i < names.count; i++)
-        copy_str((char *)q->data + i * (size_t)(PROTO_MAX_NAME + 1),
+        copy_str((char *)q->data + q->body_len +
+                     i * (size_t)(PROTO_MAX_NAME + 1),
                  PROTO_MAX_NAME + 1, names.items[i]);
 }
 
@@ -368,7 +419,7 @@ static void fill_session_req(chat_sess_req_t *q, const proto_req_t *req)
 static void to_session(conn_t *c, const proto_req_t *req)
 {
     proto_names_t names = req_names(req);
-    uint32_t body = req->op == PROTO_OP_SEND ? req->u.send.body.len : 0;
+    uint32_t body = req_bytes(req).len;
     size_t size = sizeof(chat_sess_req_t) + body +
                   names.count * (size_t)(PROTO_MAX_NAME + 1);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "group.h"
 #include "log.h"
 #include "store_db.h"
 
@@ -27,7 +28,7 @@ int chat_mbox_open_dbis(chat_db_t *db, MDB_txn *txn)
         (rc = mdb_dbi_open(txn, "blocks", MDB_CREATE, &db->blocks)) ||
         (rc = mdb_dbi_open(txn, "prefs", MDB_CREATE, &db->prefs)))
         return rc;
-    return 0;
+    return chat_group_open_dbis(db, txn);
 }
 
 /* ---- keys ----------------------------------------------------------------
@@ -127,8 +128,8 @@ static int devices_of(chat_db_t *db, MDB_txn *txn, uint64_t uid, dev_set_t *out)
 }
 
 /* Appends one entry to a device's mailbox. */
-static int append(chat_db_t *db, MDB_txn *txn, uint64_t devid,
-                  const chat_entry_t *e, chat_wake_fn wake, void *ctx)
+static int append(chat_db_t *db, MDB_txn *txn, uint64_t devid, const void *e,
+                  size_t size, chat_wake_fn wake, void *ctx)
 {
     uint8_t hk[8], mk[16];
     chat_mhead_t h = {0, 0};
@@ -140,7 +141,7 @@ static int append(chat_db_t *db, MDB_txn *txn, uint64_t devid,
         return rc;
     h.last++;
     key2(mk, devid, h.last);
-    if ((rc = put(txn, db->mbox, mk, sizeof(mk), e, sizeof(*e), 0)) ||
+    if ((rc = put(txn, db->mbox, mk, sizeof(mk), e, size, 0)) ||
         (rc = put(txn, db->mhead, hk, sizeof(hk), &h, sizeof(h), 0)))
         return rc;
     if (wake)
@@ -148,17 +149,24 @@ static int append(chat_db_t *db, MDB_txn *txn, uint64_t devid,
     return 0;
 }
 
-/* Appends e to every device of uid except `skip`. */
-static int append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid, uint64_t skip,
-                       const chat_entry_t *e, chat_wake_fn wake, void *ctx)
+int chat_mbox_append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid,
+                          uint64_t skip, const void *e, size_t size,
+                          chat_wake_fn wake, void *ctx)
 {
     dev_set_t ds;
     int rc = devices_of(db, txn, uid, &ds);
 
     for (uint32_t i = 0; rc == 0 && i < ds.n; i++)
         if (ds.ids[i] != skip)
-            rc = append(db, txn, ds.ids[i], e, wake, ctx);
+            rc = append(db, txn, ds.ids[i], e, size, wake, ctx);
     return rc;
+}
+
+/* Appends e to every device of uid except `skip`. */
+static int append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid, uint64_t skip,
+                       const chat_entry_t *e, chat_wake_fn wake, void *ctx)
+{
+    return chat_mbox_append_user(db, txn, uid, skip, e, sizeof(*e), wake, ctx);
 }
 
 /* A message record (header and body) copied out of the map, for update. */
@@ -575,6 +583,8 @@ int chat_op_apply(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
         return op_prefs(db, txn, op);
     case CHAT_OP_PRUNE:
         return op_prune(db, txn, op, res);
+    case CHAT_OP_GROUP:
+        return chat_group_op_apply(db, txn, op, res, wake, ctx);
     }
     res->result = -EINVAL;
     return 0;
@@ -683,10 +693,19 @@ static void frame_end(msgpack_sbuffer *sb, size_t at)
 }
 
 static int encode_entry(chat_db_t *db, MDB_txn *txn, msgpack_sbuffer *sb,
-                        uint64_t seq, const chat_entry_t *e)
+                        uint64_t seq, const chat_entry_t *e, const MDB_val *raw)
 {
     proto_str_t by = proto_cstr(e->by);
 
+    if (e->kind == CHAT_ENTRY_GDELIVERED_ALL ||
+        e->kind == CHAT_ENTRY_GREAD_ALL) {
+        chat_gentry_t g;
+        if (raw->mv_size < sizeof(g))
+            return 1;
+        memcpy(&g, raw->mv_data, sizeof(g));
+        return proto_enc_ev_all(sb, e->kind == CHAT_ENTRY_GREAD_ALL, g.gid,
+                                e->sid, g.gseq, seq, e->ts);
+    }
     if (e->kind == CHAT_ENTRY_DELIVERED)
         return proto_enc_ev_delivered(sb, by, e->sid, seq, e->ts, 0);
     if (e->kind == CHAT_ENTRY_READ)
@@ -750,7 +769,7 @@ int chat_db_mbox_encode(chat_db_t *db, uint64_t devid, uint64_t from,
             rc = ENOMEM;
             break;
         }
-        int erc = encode_entry(db, txn, sb, seq, &e);
+        int erc = encode_entry(db, txn, sb, seq, &e, &v);
         if (erc == 1) {
             sb->size = at;
             continue;

@@ -37,10 +37,13 @@
 #define CHAT_NAME_CAP (PROTO_MAX_NAME + 1)
 
 typedef enum chat_entry_kind {
-    CHAT_ENTRY_MSG = 1,   /* a message to this device's user */
-    CHAT_ENTRY_COPY,      /* the user's own message, from another device */
-    CHAT_ENTRY_DELIVERED, /* `by` has message `sid` */
-    CHAT_ENTRY_READ,      /* `by` read every message up to `sid` */
+    CHAT_ENTRY_MSG = 1,        /* a message to this device's user */
+    CHAT_ENTRY_COPY,           /* the user's own message, from another device */
+    CHAT_ENTRY_DELIVERED,      /* `by` has message `sid` */
+    CHAT_ENTRY_READ,           /* `by` read every message up to `sid` */
+    CHAT_ENTRY_GDELIVERED_ALL, /* group message `sid` reached every member;
+                                * a chat_gentry_t */
+    CHAT_ENTRY_GREAD_ALL,      /* every member read it; a chat_gentry_t */
 } chat_entry_kind_t;
 
 typedef struct chat_entry {
@@ -50,6 +53,12 @@ typedef struct chat_entry {
     uint64_t ts;  /* receipts: when; messages: as the message */
     char by[CHAT_NAME_CAP];
 } chat_entry_t;
+
+/* The entries of group receipts carry the group and the stream position. */
+typedef struct chat_gentry {
+    chat_entry_t e;
+    uint64_t gid, gseq;
+} chat_gentry_t;
 
 typedef struct chat_mhead {
     uint64_t last;  /* highest seq appended; 0 for an empty mailbox */
@@ -100,6 +109,7 @@ typedef enum chat_op_kind {
     CHAT_OP_LAST_SEEN,      /* uid now */
     CHAT_OP_PRUNE,          /* now upto = first sid, cid = max to scan,
                              * keep_delivered, keep_undelivered */
+    CHAT_OP_GROUP,          /* body: a chat_gop_t, see group.h */
 } chat_op_kind_t;
 
 typedef struct chat_op {
@@ -124,11 +134,12 @@ typedef struct chat_op {
  */
 typedef struct chat_op_res {
     int32_t result;
-    uint32_t dup;      /* send: the cid was seen; sid and ts are the first */
-    uint64_t sid, ts;  /* send */
-    uint64_t scanned;  /* prune: messages looked at */
-    uint64_t deleted;  /* prune: messages removed */
-    uint64_t next_sid; /* prune: where the next pass starts (0: wrap) */
+    uint32_t dup;       /* send: the cid was seen; sid and ts are the first */
+    uint64_t sid, ts;   /* send */
+    uint64_t scanned;   /* prune: messages looked at */
+    uint64_t deleted;   /* prune: messages removed */
+    uint64_t next_sid;  /* prune: where the next pass starts (0: wrap) */
+    uint64_t gid, gseq; /* group ops: the group, the last gseq written */
 } chat_op_res_t;
 
 /* Called for every device whose mailbox an op appended to. */
@@ -138,6 +149,12 @@ typedef void (*chat_wake_fn)(void *ctx, uint64_t devid);
  * own answer is in *res) or an LMDB error, which fails the batch. */
 int chat_op_apply(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
                   chat_op_res_t *res, chat_wake_fn wake, void *ctx);
+
+/* Appends e (size bytes, a chat_entry_t or a larger record that begins
+ * with one) to every device of uid but `skip`. Store transaction. */
+int chat_mbox_append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid,
+                          uint64_t skip, const void *e, size_t size,
+                          chat_wake_fn wake, void *ctx);
 
 /* ---- reads; any thread ---- */
 

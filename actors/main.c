@@ -20,6 +20,7 @@
 #include "accounts.h"
 #include "config.h"
 #include "conn.h"
+#include "group.h"
 #include "log.h"
 #include "presence.h"
 #include "pruner.h"
@@ -30,7 +31,9 @@
 
 #define MAX_LISTENERS 256
 #define FD_RESERVE    64 /* descriptors kept for the store, logs, pool */
-#define NCHAT         3  /* sessions, presence, pruner: after accounts */
+#define NCHAT                                                                  \
+    5 /* sessions, presence, pruner, groups.sup, groups:                       \
+       * after accounts */
 
 /* Raises the soft limit of open files to the hard one: every connection
  * costs one. */
@@ -210,6 +213,15 @@ static int run(chat_config_t *cfg, chat_db_t *db)
     kids[4] = (rt_child_spec_t){.name = CHAT_PRUNER_NAME,
                                 .behaviour = &chat_pruner_behaviour,
                                 .arg = (void *)cfg,
+                                .restart = RT_PERMANENT};
+    chat_groups_setup(cfg, db);
+    kids[5] = (rt_child_spec_t){.name = CHAT_GROUPS_SUP_NAME,
+                                .behaviour = &chat_groups_sup_behaviour,
+                                .arg = &chat_groups_spec,
+                                .restart = RT_PERMANENT,
+                                .is_supervisor = true};
+    kids[6] = (rt_child_spec_t){.name = CHAT_GROUPS_NAME,
+                                .behaviour = &chat_group_router_behaviour,
                                 .restart = RT_PERMANENT};
     for (int i = 0; i < n; i++) {
         chat_listener_args_init(&la[i], cfg, fds[i], i);

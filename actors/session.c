@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "group.h"
 #include "log.h"
 #include "mailbox.h"
 #include "presence.h"
@@ -48,7 +49,9 @@ typedef struct session {
     uint64_t typing_at, typing_tokens; /* milli-tokens */
     bool pump_queued;
     bool online;
-    bool dup; /* another session holds the key: forward and end */
+    bool dup;      /* another session holds the key: forward and end */
+    chat_sg_t *sg; /* the streams of the user's groups */
+    rt_id_t conn_ids[MAX_CONNS];
 } session_t;
 
 static const chat_config_t *g_cfg;
@@ -194,6 +197,20 @@ static void pump(rt_actor_t *self, session_t *s)
         queue_pump(self, s);
 }
 
+/* What the group side (session_group.c) sees of the session. */
+static chat_sg_ctx_t sg_ctx(session_t *s)
+{
+    for (uint32_t i = 0; i < s->nconns; i++)
+        s->conn_ids[i] = s->conns[i].id;
+    return (chat_sg_ctx_t){.sys = s->sys,
+                           .uid = s->uid,
+                           .devid = s->devid,
+                           .user = s->user,
+                           .conns = s->conn_ids,
+                           .nconns = s->nconns,
+                           .window = g_cfg->push_window};
+}
+
 /* ---- attach and detach ------------------------------------------------ */
 
 static void presence_note(session_t *s, uint32_t type)
@@ -239,6 +256,8 @@ static void attach(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
         presence_note(s, CHAT_PRES_ONLINE);
     }
     pump(self, s);
+    chat_sg_ctx_t gc = sg_ctx(s);
+    chat_sg_attach(self, &s->sg, &gc);
 }
 
 /* Removes a connection; returns RT_STOP when none is left. */
@@ -571,6 +590,9 @@ static void on_request(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
                "op=%s id=%llu peer=%s bytes=%u", proto_op_name(q->op),
                (unsigned long long)q->reqid, q->peer[0] ? q->peer : "-",
                q->body_len);
+    chat_sg_ctx_t gc = sg_ctx(s);
+    if (chat_sg_request(self, &s->sg, &gc, q))
+        return;
     switch (q->op) {
     case PROTO_OP_SEND:
         return do_send(self, s, q);
@@ -660,6 +682,9 @@ static int session_handle(rt_actor_t *self, rt_msg_t *msg)
     }
     if (rt_fault("session.handle") == RT_FAULT_CRASH)
         return RT_ECRASH;
+    chat_sg_ctx_t gc = sg_ctx(s);
+    if (chat_sg_handle(self, &s->sg, &gc, msg))
+        return RT_CONTINUE;
     switch (msg->type) {
     case CHAT_SESS_ATTACH:
         attach(self, s, msg);
@@ -716,6 +741,8 @@ static void session_terminate(rt_actor_t *self, int reason)
         reply_err(s, s->pend[i].conn, s->pend[i].reqid, PROTO_E_INTERNAL,
                   "session ended; retry", 0);
     free(s->pend);
+    chat_sg_ctx_t gc = sg_ctx(s);
+    chat_sg_free(s->sg, &gc);
     /* A transient child is restarted after a crash with the same arg. */
     if (rt_reason_is_normal(reason))
         free(s->arg);

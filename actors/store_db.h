@@ -15,6 +15,8 @@ struct chat_db {
     MDB_dbi users, devices, tokens, meta;
     /* chat records, see mailbox.h for their layout */
     MDB_dbi mbox, mhead, msgs, conv, cids, rmark, contacts, blocks, prefs;
+    /* groups, see group.h */
+    MDB_dbi groups, gmembers, glog, ugroups, gcur;
 };
 
 static inline void chat_put_be64(uint8_t *p, uint64_t v)

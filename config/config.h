@@ -42,6 +42,8 @@ typedef struct chat_config {
     uint64_t retain_delivered_ms;   /* kept this long after delivery */
     uint64_t retain_undelivered_ms; /* kept this long if never delivered */
     uint32_t prune_interval_ms;
+    uint32_t group_max_members; /* members of one group */
+    uint32_t group_idle_ms;     /* a group actor idle this long ends */
     char sync[16]; /* [store] "batch": fsync each commit; "nosync" */
 
     /* [accounts] */

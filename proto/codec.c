@@ -131,7 +131,8 @@ static const struct fspec f_revoke[] = {
 static const struct fspec f_send[] = {FLD(TO, K_NAME, 1, send.to),
                                       FLD(CID, K_ID, 1, send.cid),
                                       FLD(BODY, K_BODY, 1, send.body)};
-static const struct fspec f_ack[] = {FLD(UPTO, K_UINT, 1, ack.upto)};
+static const struct fspec f_ack[] = {FLD(UPTO, K_UINT, 1, ack.upto),
+                                     FLD(GID, K_ID, 0, ack.gid)};
 static const struct fspec f_read[] = {FLD(PEER, K_NAME, 1, read.peer),
                                       FLD(UPTO, K_UINT, 1, read.upto)};
 static const struct fspec f_history[] = {FLD(PEER, K_NAME, 0, history.peer),
@@ -1061,6 +1062,47 @@ int proto_enc_ev_group(msgpack_sbuffer *sb, const proto_ev_group_t *ev)
         e_ |= kv_str(pk, "user", ev->user);
     if (ev->name.ptr)
         e_ |= kv_str(pk, "name", ev->name);
+    PK_DONE();
+}
+
+int proto_enc_ev_all(msgpack_sbuffer *sb, bool read, uint64_t gid, uint64_t sid,
+                     uint64_t gseq, uint64_t seq, uint64_t ts)
+{
+    PK_INIT(sb);
+    e_ |= ev_head(pk, read ? "read_all" : "delivered_all", 5);
+    e_ |= kv_u64(pk, "gid", gid);
+    e_ |= kv_u64(pk, "sid", sid);
+    e_ |= kv_u64(pk, "gseq", gseq);
+    e_ |= kv_u64(pk, "seq", seq);
+    e_ |= kv_u64(pk, "ts", ts);
+    PK_DONE();
+}
+
+static int names_arr(msgpack_packer *pk, const char *k, const proto_str_t *v,
+                     size_t n)
+{
+    int e = key(pk, k) | msgpack_pack_array(pk, n);
+
+    for (size_t i = 0; i < n; i++)
+        e |= msgpack_pack_str_with_body(pk, v[i].ptr, v[i].len);
+    return e;
+}
+
+int proto_enc_ev_receipts(msgpack_sbuffer *sb, uint64_t gid, uint64_t sid,
+                          uint64_t gseq, const proto_str_t *delivered,
+                          size_t nd, const proto_str_t *read, size_t nr,
+                          uint64_t ndelivered, uint64_t nread, uint64_t members)
+{
+    PK_INIT(sb);
+    e_ |= ev_head(pk, "receipts", 8);
+    e_ |= kv_u64(pk, "gid", gid);
+    e_ |= kv_u64(pk, "sid", sid);
+    e_ |= kv_u64(pk, "gseq", gseq);
+    e_ |= names_arr(pk, "delivered", delivered, nd);
+    e_ |= names_arr(pk, "read", read, nr);
+    e_ |= kv_u64(pk, "ndelivered", ndelivered);
+    e_ |= kv_u64(pk, "nread", nread);
+    e_ |= kv_u64(pk, "members", members);
     PK_DONE();
 }
 

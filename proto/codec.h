@@ -214,6 +214,7 @@ typedef struct proto_req {
         } send;
         struct {
             uint64_t upto;
+            uint64_t gid; /* 0: the device's mailbox */
         } ack;
         struct {
             proto_str_t peer;
@@ -417,6 +418,21 @@ typedef struct proto_ev_group {
 } proto_ev_group_t;
 
 int proto_enc_ev_group(msgpack_sbuffer *sb, const proto_ev_group_t *ev);
+
+/* {"ev": "delivered_all" or "read_all", gid, sid, gseq, seq, ts}: every
+ * member has group message sid (at gseq); stored in the sender's mailbox
+ * at seq. */
+int proto_enc_ev_all(msgpack_sbuffer *sb, bool read, uint64_t gid, uint64_t sid,
+                     uint64_t gseq, uint64_t seq, uint64_t ts);
+
+/* {"ev": "receipts", gid, sid, gseq, delivered: [names], read: [names],
+ * ndelivered, nread, members}: members who newly have or read group
+ * message sid, with the counts so far out of `members`. Not stored. */
+int proto_enc_ev_receipts(msgpack_sbuffer *sb, uint64_t gid, uint64_t sid,
+                          uint64_t gseq, const proto_str_t *delivered,
+                          size_t nd, const proto_str_t *read, size_t nr,
+                          uint64_t ndelivered, uint64_t nread,
+                          uint64_t members);
 
 /* last_seen == 0 omits "last_seen". */
 int proto_enc_ev_presence(msgpack_sbuffer *sb, proto_str_t user, bool online,

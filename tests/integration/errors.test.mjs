@@ -92,13 +92,13 @@ test('malformed requests in a row close the connection with 1008',
     await d.close();
   });
 
-test('a logged-in session reaches operations not built yet as 500',
+test('a logged-in session asking about an unknown group gets 301',
   async () => {
     const user = uniqueName('op');
     const c = await connect(srv.port);
     await c.request('register', { user, password: 'secret-pw' });
     await c.request('login', { user, password: 'secret-pw', device: 'd' });
-    const r = await c.request('group.info', { gid: 1 });
-    assert.equal(r.err.code, 500);
+    const r = await c.request('group.info', { gid: 999999 });
+    assert.equal(r.err.code, 301);
     await c.close();
   });
