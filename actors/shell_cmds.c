@@ -20,6 +20,7 @@
 
 #include "accounts.h"
 #include "conn.h"
+#include "group.h"
 #include "log.h"
 #include "mailbox.h"
 #include "trace.h"
@@ -974,11 +975,64 @@ static void cmd_invite(shell_t *sh, int argc, char **argv)
     store_send(sh, r, &op);
 }
 
+typedef struct group_look {
+    shell_t *sh;
+    uint32_t n;
+    uint64_t min_delivered, min_read;
+} group_look_t;
+
+static void look_member(void *ctx, uint64_t uid, const chat_gmember_t *m)
+{
+    group_look_t *g = ctx;
+
+    if (g->n == 0 || m->delivered < g->min_delivered)
+        g->min_delivered = m->delivered;
+    if (g->n == 0 || m->read < g->min_read)
+        g->min_read = m->read;
+    g->n++;
+    shell_emit(g->sh,
+               json_pack("{s:{s:s,s:I,s:b,s:I,s:I,s:I}}", "member", "user",
+                         m->name, "uid", (json_int_t)uid, "admin",
+                         (m->flags & CHAT_GMEMBER_ADMIN) != 0, "joined",
+                         (json_int_t)m->joined, "delivered",
+                         (json_int_t)m->delivered, "read", (json_int_t)m->read),
+               true);
+}
+
+/* group ID: the record, each member's role and positions in the stream,
+ * and whether the group's actor is in memory now. */
 static void cmd_group(shell_t *sh, int argc, char **argv)
 {
-    shell_fail(sh, "not_available", "groups are not available yet",
-               "this server has no group actors; this command will show "
-               "members and delivery state once it does");
+    chat_group_rec_t rec;
+    char *end;
+    uint64_t gid = argc == 2 ? strtoull(argv[1], &end, 10) : 0;
+
+    if (!gid || *end)
+        return shell_fail(sh, "usage", "usage: group ID",
+                          "ID is a group id, as group.create answered");
+    int rc = chat_db_group_get(sh->args->db, gid, &rec);
+    if (rc == -ENOENT)
+        return shell_failf(sh, "not_found", "see group.create for ids",
+                           "no group %llu", (unsigned long long)gid);
+    if (rc < 0)
+        return shell_fail(sh, "store", "the store could not be read",
+                          "see the server's log for the LMDB error");
+    rt_id_t actor = rt_whereis_key(sh->sys, CHAT_GROUP_KEY(gid));
+    shell_emit(sh,
+               json_pack("{s:{s:I,s:s,s:I,s:I,s:i,s:I}}", "group", "gid",
+                         (json_int_t)gid, "name", rec.name, "created",
+                         (json_int_t)rec.created, "head", (json_int_t)rec.head,
+                         "members", (int)rec.nmembers, "actor",
+                         (json_int_t)actor),
+               false);
+    group_look_t g = {.sh = sh};
+    if (chat_db_group_members(sh->args->db, gid, look_member, &g) < 0)
+        return shell_fail(sh, "store", "the store could not be read",
+                          "see the server's log for the LMDB error");
+    shell_done(sh, json_pack("{s:I,s:i,s:I,s:I,s:b}", "gid", (json_int_t)gid,
+                             "members", (int)g.n, "delivered_to_all",
+                             (json_int_t)g.min_delivered, "read_by_all",
+                             (json_int_t)g.min_read, "in_memory", actor != 0));
 }
 
 /* ---- trace user NAME [S] | trace actor ID [S] ---------------------------- */

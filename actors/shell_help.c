@@ -45,8 +45,10 @@ const chat_shell_help_t chat_shell_help[] = {
     {"invite", "invite", "make a registration invite",
      "Makes a single-use invite token. While registration is closed\n"
      "([accounts] registration = closed), register needs one."},
-    {"group", "group ID", "a group (not available yet)",
-     "Will show a group's members and delivery state once groups exist."},
+    {"group", "group ID", "a group: members, roles, delivery",
+     "Shows a group's name, creation time and stream head, whether its\n"
+     "actor is in memory, then each member with its role and the last\n"
+     "entry of the stream it has (delivered) and read."},
     {"trace", "trace user NAME [SECONDS] | trace actor ID [SECONDS]",
      "stream the events of a user or an actor",
      "Streams, for SECONDS (default 10, at most 3600), the events that\n"

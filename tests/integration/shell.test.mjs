@@ -221,11 +221,26 @@ test('block refuses logins and disconnects; unblock lets them in',
     assert.equal(last(twice).error.code, 'not_blocked');
   });
 
-test('group is not available yet, cleanly', async () => {
-  const r = await sh('group 1');
-  assert.equal(r.code, 1);
-  assert.equal(last(r).error.code, 'not_available');
-});
+test('group shows members, roles and positions; unknown is not_found',
+  async () => {
+    const a = await account(srv.port);
+    const b = await account(srv.port);
+    const g = await a.c.request('group.create',
+      { name: 'ops', members: [b.user] });
+    assert.equal(g.ok, true);
+    const r = await sh(`group ${g.gid}`);
+    assert.equal(r.code, 0);
+    assert.equal(of(r, 'group')[0].name, 'ops');
+    const members = of(r, 'member');
+    assert.equal(members.length, 2);
+    const admin = members.find((m) => m.user === a.user);
+    assert.equal(admin.admin, true);
+    const none = await sh('group 987654');
+    assert.equal(none.code, 1);
+    assert.equal(last(none).error.code, 'not_found');
+    await a.c.close();
+    await b.c.close();
+  });
 
 test('trace user shows a request passing, then ends on time', async () => {
   const a = await account(srv.port);
