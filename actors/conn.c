@@ -610,6 +610,7 @@ static int conn_init(rt_actor_t *self, void *arg)
     uv_loop_t *loop = rt_loop(self);
 
     free(arg);
+    c->counted = 1; /* the slot chat_conn_reserve() took is ours now */
     c->sys = rt_system(self);
     c->id = rt_self(self);
     c->la = a.la;
@@ -634,8 +635,6 @@ static int conn_init(rt_actor_t *self, void *arg)
     uv_timer_start(c->timer, on_tick, tick, tick);
     if (uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read) < 0)
         return RT_EINVAL;
-    atomic_fetch_add_explicit(&chat_conn_live, 1, memory_order_relaxed);
-    c->counted = 1;
     return 0;
 }
 
@@ -901,14 +900,14 @@ static void conn_terminate(rt_actor_t *self, int reason)
 {
     conn_t *c = rt_state(self);
 
+    if (c->counted)
+        atomic_fetch_sub_explicit(&chat_conn_live, 1, memory_order_relaxed);
     if (!c->tcp || !c->la)
         return;
     if (c->shut)
         c->shut->data = NULL; /* its callback may run after we are gone */
     free_login(c);
     ws_conn_free(&c->ws);
-    if (c->counted)
-        atomic_fetch_sub_explicit(&chat_conn_live, 1, memory_order_relaxed);
     CHAT_TRACE(c->sys, c->id, "conn", c->user, "end", "reason=\"%s\"",
                rt_strerror(reason));
 }
@@ -944,6 +943,18 @@ void chat_listener_args_init(chat_listener_args_t *a, const chat_config_t *cfg,
     a->ws.on_message = on_message;
 }
 
+int chat_conn_reserve(const chat_listener_args_t *a)
+{
+    /* relaxed: the counter orders nothing else; the atomic add alone keeps
+     * two listeners from both taking the last slot */
+    long held =
+        atomic_fetch_add_explicit(&chat_conn_live, 1, memory_order_relaxed);
+    if (held < a->max_conns)
+        return 0;
+    atomic_fetch_sub_explicit(&chat_conn_live, 1, memory_order_relaxed);
+    return RT_ELIMIT;
+}
+
 int chat_conn_spawn(rt_system_t *sys, const chat_listener_args_t *a,
                     rt_id_t listener, int fd)
 {
@@ -956,15 +967,16 @@ int chat_conn_spawn(rt_system_t *sys, const chat_listener_args_t *a,
     int err = 0;
 
     if (!arg) {
-        close(fd);
-        return RT_ENOMEM;
+        err = RT_ENOMEM;
+        goto failed;
     }
     arg->la = a;
     arg->fd = fd;
-    if (!rt_spawn(sys, &chat_conn_behaviour, arg, &o, &err)) {
-        free(arg);
-        close(fd);
-        return err;
-    }
-    return 0;
+    if (rt_spawn(sys, &chat_conn_behaviour, arg, &o, &err))
+        return 0;
+    free(arg);
+failed:
+    close(fd);
+    atomic_fetch_sub_explicit(&chat_conn_live, 1, memory_order_relaxed);
+    return err;
 }

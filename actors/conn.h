@@ -12,6 +12,13 @@
  * buffer per scheduler thread and ws.h keeps only an unfinished frame), no
  * wslay context, and no write buffer once the socket has taken its bytes.
  *
+ * The limit: at most a->max_conns connections at once, a bound main sets
+ * below the open file limit so that the store, logs, the shell and the
+ * thread pool keep descriptors. A socket accepted beyond it is answered
+ * "503 Service Unavailable" with Retry-After and a body naming the cause,
+ * shut down, and closed once the client has closed or within a second;
+ * the listener logs a warning at most once every 10 s while it refuses.
+ *
  * Shutdown: a listener that gets CHAT_LISTENER_STOP stops accepting and
  * exits with RT_SHUTDOWN; its connections, which trap exits, then close
  * with 1001, let their queued writes finish and end. Any other exit of
@@ -26,11 +33,16 @@
 #include "rt.h"
 #include "ws.h"
 
+/* Sockets each listener holds at once while refusing them (see the
+ * limit above); main counts them in its reserve of descriptors. */
+#define CHAT_LISTENER_LINGER 16
+
 typedef struct chat_listener_args {
     const chat_config_t *cfg;
     ws_config_t ws; /* shared by all connections of the process */
     int fd;         /* listening socket, owned by main */
     int index;      /* the scheduler it is pinned to */
+    long max_conns; /* connections held at once; beyond, 503 */
 } chat_listener_args_t;
 
 enum {
@@ -42,15 +54,23 @@ enum {
 extern const rt_behaviour_t chat_listener_behaviour;
 extern const rt_behaviour_t chat_conn_behaviour;
 
-/* Connection actors alive now, for shutdown and the operator. */
+/* Connections held now (connection actors alive or being spawned), for
+ * the limit, shutdown and the operator. */
 extern _Atomic long chat_conn_live;
 
-/* Fills a->ws with the connection callbacks and cfg's limits. */
+/* Fills a->ws with the connection callbacks and cfg's limits; max_conns
+ * is left for the caller to set. */
 void chat_listener_args_init(chat_listener_args_t *a, const chat_config_t *cfg,
                              int fd, int index);
 
+/* Takes a connection slot: counts one more connection in chat_conn_live
+ * if that keeps it within a->max_conns. Returns 0, or RT_ELIMIT when the
+ * limit is reached (nothing is counted then). Any thread. */
+int chat_conn_reserve(const chat_listener_args_t *a);
+
 /* Spawns a connection actor for accepted socket `fd`, pinned to
- * a->index and linked to `listener`. Takes the fd: it is closed on
+ * a->index and linked to `listener`, holding a slot taken with
+ * chat_conn_reserve(). Takes the fd and the slot: both are given back on
  * failure. Returns 0 or a negative RT_E* code. Any thread. */
 int chat_conn_spawn(rt_system_t *sys, const chat_listener_args_t *a,
                     rt_id_t listener, int fd);

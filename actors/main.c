@@ -6,6 +6,7 @@
  * (store, socket), 2 for a bad configuration.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,7 +31,10 @@
 #include "store.h"
 
 #define MAX_LISTENERS 256
-#define FD_RESERVE    64 /* descriptors kept for the store, logs, pool */
+/* Descriptors kept from connections for the store, logs, the shell and
+ * its clients, the thread pool and the listening sockets; each listener
+ * also holds up to CHAT_LISTENER_LINGER refused sockets. */
+#define FD_RESERVE 64
 #define NCHAT                                                                  \
     5 /* sessions, presence, pruner, groups.sup, groups:                       \
        * after accounts */
@@ -48,11 +52,25 @@ static void raise_nofile(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             getrlimit(RLIMIT_NOFILE, &rl);
     }
-    rt_log(RT_LOG_INFO, "main", "event=nofile limit=%llu max_connections=%llu",
-           (unsigned long long)rl.rlim_cur,
-           (unsigned long long)(rl.rlim_cur > FD_RESERVE
-                                    ? rl.rlim_cur - FD_RESERVE
-                                    : 0));
+}
+
+/* Connections held at once: the open file limit less the reserve, or
+ * cfg's max_connections when that is lower and not 0. */
+static long conn_limit(const chat_config_t *cfg, int listeners)
+{
+    struct rlimit rl = {0};
+    long reserve = FD_RESERVE + (long)listeners * CHAT_LISTENER_LINGER;
+    long cap = 0;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > (rlim_t)reserve)
+        cap = rl.rlim_cur == RLIM_INFINITY ? LONG_MAX
+                                           : (long)rl.rlim_cur - reserve;
+    if (cfg->max_connections && cfg->max_connections < cap)
+        cap = cfg->max_connections;
+    rt_log(cap ? RT_LOG_INFO : RT_LOG_ERROR, "main",
+           "event=limits nofile=%llu reserve=%ld max_connections=%ld",
+           (unsigned long long)rl.rlim_cur, reserve, cap);
+    return cap;
 }
 
 /* A listening socket on host:port with SO_REUSEPORT. Returns the fd or a
@@ -185,6 +203,7 @@ static int run(chat_config_t *cfg, chat_db_t *db)
         rt_system_stop(sys);
         return 1;
     }
+    long max_conns = conn_limit(cfg, n);
     if ((err = chat_shell_open(&shell, cfg, db, n - 1)) < 0) {
         for (int i = 0; i < n; i++)
             close(fds[i]);
@@ -225,6 +244,7 @@ static int run(chat_config_t *cfg, chat_db_t *db)
                                 .restart = RT_PERMANENT};
     for (int i = 0; i < n; i++) {
         chat_listener_args_init(&la[i], cfg, fds[i], i);
+        la[i].max_conns = max_conns;
         snprintf(names[i], sizeof(names[i]), "listener.%d", i);
         kids[2 + NCHAT + i] =
             (rt_child_spec_t){.name = names[i],

@@ -53,6 +53,10 @@ static const setting_t settings[] = {
      "debug, info, warn, error or off"},
     {"server", "shutdown_grace_ms", K_U32, OFF(shutdown_grace_ms), 0, 0, 600000,
      "5000", "on SIGTERM, how long connections get to close"},
+    {"server", "max_connections", K_U32, OFF(max_connections), 0, 0, 100000000,
+     "0",
+     "clients held at once, else 503; 0 = the open file limit less a "
+     "reserve"},
     {"connection", "handshake_timeout_ms", K_U32, OFF(handshake_timeout_ms), 0,
      100, 600000, "10000", "time to complete the HTTP upgrade"},
     {"connection", "ping_interval_ms", K_U32, OFF(ping_interval_ms), 0, 100,

@@ -26,6 +26,7 @@ typedef struct chat_config {
     uint32_t schedulers; /* 0: one per core */
     int log_level;       /* rt_log_level_t */
     uint32_t shutdown_grace_ms;
+    uint32_t max_connections; /* 0: the open file limit less a reserve */
 
     /* [connection] */
     uint32_t handshake_timeout_ms;

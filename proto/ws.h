@@ -184,7 +184,7 @@ bool ws_has_context(const ws_conn_t *c);
 /* ---- the HTTP side, exposed for tests and the fuzzer ---- */
 
 typedef struct ws_http_answer {
-    int status; /* 101, 200, 400, 404, 405 or 426 */
+    int status; /* 101, 200, 400, 404, 405, 426 or 503 */
     uint32_t len;
     char text[320]; /* the whole response: status line, headers, body */
 } ws_http_answer_t;
@@ -199,6 +199,16 @@ typedef struct ws_http_answer {
  */
 int ws_http_answer(const char *head, size_t len, const char *subprotocol,
                    ws_http_answer_t *out);
+
+/*
+ * The answer of a server that takes no more connections: 503 Service
+ * Unavailable with "Retry-After: retry_after_s" and `why` (one line, under
+ * 200 bytes, ending in a newline) as its plain-text body, for a server to
+ * write before it reads the request and closes. Returns 503, or -ENOMEM
+ * when `why` does not fit.
+ */
+int ws_http_unavailable(ws_http_answer_t *out, uint32_t retry_after_s,
+                        const char *why);
 
 /* The Sec-WebSocket-Accept value for a key: base64(SHA-1(key + GUID)).
  * out must hold 29 bytes (28 characters and a NUL). */

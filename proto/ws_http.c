@@ -232,3 +232,13 @@ int ws_http_answer(const char *head, size_t len, const char *subprotocol,
     }
     return upgrade(out, &h);
 }
+
+int ws_http_unavailable(ws_http_answer_t *out, uint32_t retry_after_s,
+                        const char *why)
+{
+    char extra[40];
+
+    snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
+             (unsigned)retry_after_s);
+    return plain(out, 503, "Service Unavailable", extra, why);
+}

@@ -21,7 +21,7 @@ set_tests_properties(integration_npm_ci PROPERTIES
   FIXTURES_SETUP parley_node_modules LABELS "integration" TIMEOUT 300)
 
 set(PARLEY_INTEGRATION_TESTS accounts errors ws lifecycle chat
-  chat_receipts chat_social chat_errors groups groups_scale)
+  chat_receipts chat_social chat_errors groups groups_scale limits)
 
 foreach(t ${PARLEY_INTEGRATION_TESTS})
   add_test(NAME integration_${t}
