@@ -52,7 +52,13 @@ static rt_actor_t *spawn_slot(rt_system_t *sys, const rt_behaviour_t *b,
 
     a->mb_stub = NULL;
     a->mb_tail = stub_of(a);
-    atomic_store_explicit(&a->mb_head, stub_of(a), memory_order_relaxed);
+    /* An actor with no init has nothing to do until its first message:
+     * born idle (the mark set), it costs no run-queue trip, and the first
+     * producer schedules it. */
+    atomic_store_explicit(
+        &a->mb_head,
+        b->init ? stub_of(a) : (rt_msg_t *)((uintptr_t)stub_of(a) | MB_MARK),
+        memory_order_relaxed);
     atomic_store_explicit(&a->mb_in, 0, memory_order_relaxed);
     atomic_store_explicit(&a->mb_out, 0, memory_order_relaxed);
     a->exit_reason = 0;
@@ -63,7 +69,7 @@ static rt_actor_t *spawn_slot(rt_system_t *sys, const rt_behaviour_t *b,
     a->parent = opts ? opts->parent : 0;
     a->mb_limit = (opts && opts->mailbox_limit) ? opts->mailbox_limit
                                                 : sys->cfg.mailbox_limit;
-    a->lflags = 0;
+    a->lflags = b->init ? 0 : AF_INITED;
     a->pin = -1;
     if (opts && opts->pinned) {
         int pin = opts->pin;
@@ -145,7 +151,8 @@ rt_id_t rt_spawn(rt_system_t *sys, const rt_behaviour_t *b, void *arg,
         }
     }
     /* from here the actor may run and even die on another thread */
-    rt__schedule(sys, a);
+    if (b->init)
+        rt__schedule(sys, a);
     return id;
 }
 
@@ -168,6 +175,8 @@ rt_actor_t *rt__spawn_port(rt_system_t *sys, void *port, int *err)
     if (!a)
         return NULL;
     a->lflags |= AF_INITED;
+    /* a port marks itself idle when it waits; nobody knows its id yet */
+    atomic_store_explicit(&a->mb_head, stub_of(a), memory_order_relaxed);
     a->state = port;
     atomic_fetch_add_explicit(&sys->ports, 1, memory_order_relaxed);
     return a;

@@ -138,6 +138,49 @@ static uint32_t ring_len(rt_sched_t *s)
     return t - h;
 }
 
+/* Takes up to `max` actors, and at most half, from the head of v's ring
+ * in one CAS (v's owner or a thief). Returns how many. */
+static uint32_t ring_take(rt_sched_t *v, rt_actor_t **out, uint32_t max)
+{
+    uint32_t h = atomic_load_explicit(&v->rq_head, memory_order_acquire);
+    for (;;) {
+        uint32_t t = atomic_load_explicit(&v->rq_tail, memory_order_acquire);
+        uint32_t avail = t - h;
+        if (avail == 0 || avail > RT_RUNQ_CAP)
+            return 0;
+        uint32_t n = avail - avail / 2; /* at least one */
+        if (n > max)
+            n = max;
+        for (uint32_t i = 0; i < n; i++)
+            out[i] = atomic_load_explicit(
+                &v->rq_buf[(h + i) & (RT_RUNQ_CAP - 1)], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&v->rq_head, &h, h + n,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return n;
+    }
+}
+
+/* Takes up to half of v's ring, keeps the first and queues the rest on
+ * s's own ring: one contended operation per batch rather than per actor,
+ * and the stolen actors then stay on this core for a while. */
+static rt_actor_t *steal_half(rt_sched_t *s, rt_sched_t *v)
+{
+    rt_actor_t *got[RT_RUNQ_CAP / 2];
+    /* our own ring must have room for all but the one we run */
+    uint32_t room = RT_RUNQ_CAP - ring_len(s) + 1;
+    uint32_t n =
+        ring_take(v, got, room < RT_RUNQ_CAP / 2 ? room : RT_RUNQ_CAP / 2);
+    if (!n)
+        return NULL;
+    for (uint32_t i = 1; i < n; i++)
+        ring_push(s, got[i]);
+    atomic_store_explicit(
+        &s->steals, atomic_load_explicit(&s->steals, memory_order_relaxed) + n,
+        memory_order_relaxed);
+    return got[0];
+}
+
 /* ---- waking
  * ------------------------------------------------------------------ */
 
@@ -190,11 +233,22 @@ void rt__schedule(rt_system_t *sys, rt_actor_t *a)
         return;
     }
     if (me && ring_push(me, a)) {
-        if (ring_len(me) >= 2)
+        /* Surplus on our own ring: worth a sleeper's help. No fence here:
+         * we are awake and will run the ring ourselves, so a sleeper that
+         * misses this push costs parallelism for a moment, never
+         * progress, and the fence would cost every send. */
+        if (ring_len(me) >= 2 &&
+            atomic_load_explicit(&sys->nsleeping, memory_order_relaxed))
             wake_one(sys, me);
         return;
     }
+    /* A full ring sends half of itself along, so that a burst (a spawn
+     * loop, a fan-out) takes the lock once per half ring, not per actor. */
+    rt_actor_t *batch[RT_RUNQ_CAP / 2];
+    uint32_t n = me ? ring_take(me, batch, RT_RUNQ_CAP / 2) : 0;
     uv_mutex_lock(&sys->glob_lock);
+    for (uint32_t i = 0; i < n; i++)
+        actorq_push(&sys->globq, batch[i]);
     actorq_push(&sys->globq, a);
     atomic_store_explicit(&sys->glob_len, sys->globq.len, memory_order_relaxed);
     uv_mutex_unlock(&sys->glob_lock);
@@ -214,40 +268,6 @@ static rt_actor_t *take_locked(uv_mutex_t *lock, rt_actorq_t *q,
     atomic_store_explicit(len, q->len, memory_order_relaxed);
     uv_mutex_unlock(lock);
     return a;
-}
-
-/* Takes up to half of v's ring in one CAS, keeps the first and queues the
- * rest on s's own ring: one contended operation per batch rather than per
- * actor, and the stolen actors then stay on this core for a while. */
-static rt_actor_t *steal_half(rt_sched_t *s, rt_sched_t *v)
-{
-    rt_actor_t *got[RT_RUNQ_CAP / 2];
-    uint32_t h = atomic_load_explicit(&v->rq_head, memory_order_acquire);
-    for (;;) {
-        uint32_t t = atomic_load_explicit(&v->rq_tail, memory_order_acquire);
-        uint32_t avail = t - h;
-        if (avail == 0 || avail > RT_RUNQ_CAP)
-            return NULL;
-        uint32_t n = avail - avail / 2; /* at least one */
-        /* our own ring must have room for all but the one we run */
-        uint32_t room = RT_RUNQ_CAP - ring_len(s);
-        if (n - 1 > room)
-            n = room + 1;
-        for (uint32_t i = 0; i < n; i++)
-            got[i] = atomic_load_explicit(
-                &v->rq_buf[(h + i) & (RT_RUNQ_CAP - 1)], memory_order_relaxed);
-        if (atomic_compare_exchange_weak_explicit(&v->rq_head, &h, h + n,
-                                                  memory_order_acq_rel,
-                                                  memory_order_acquire)) {
-            for (uint32_t i = 1; i < n; i++)
-                ring_push(s, got[i]);
-            atomic_store_explicit(
-                &s->steals,
-                atomic_load_explicit(&s->steals, memory_order_relaxed) + n,
-                memory_order_relaxed);
-            return got[0];
-        }
-    }
 }
 
 static rt_actor_t *steal(rt_sched_t *s)

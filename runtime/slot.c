@@ -6,6 +6,7 @@
 #include "rt_internal.h"
 
 #include <sched.h>
+#include <string.h>
 
 /* ---- slots --------------------------------------------------------------- */
 
@@ -176,6 +177,7 @@ static void retire(rt_system_t *sys, rt_actor_t *a)
         return;
     uv_mutex_lock(&sys->limbo_lock);
     bool ok = limbo_add(&sys->limbo, &sys->nlimbo, &sys->cap_limbo, idx, stamp);
+    atomic_store_explicit(&sys->limbo_hint, sys->nlimbo, memory_order_relaxed);
     uv_mutex_unlock(&sys->limbo_lock);
     if (!ok) {
         /* cannot wait safely without memory: leak the slot, not corrupt */
@@ -212,17 +214,20 @@ static uint64_t safe_epoch(rt_system_t *sys, rt_sched_t *self)
     return min;
 }
 
+/* A list's stamps never decrease (each is the global epoch, which only
+ * grows, at the time of appending), so what is safe is a prefix: free it
+ * and move the rest down, without looking at entries still waiting. */
 static uint32_t reclaim_list(rt_system_t *sys, rt_limbo_t *v, uint32_t n,
                              uint64_t safe)
 {
-    uint32_t kept = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (v[i].stamp <= safe)
-            slot_reclaim(sys, rt__slot(sys, v[i].index));
-        else
-            v[kept++] = v[i];
+    uint32_t k = 0;
+    while (k < n && v[k].stamp <= safe) {
+        slot_reclaim(sys, rt__slot(sys, v[k].index));
+        k++;
     }
-    return kept;
+    if (k && k < n)
+        memmove(v, v + k, (n - k) * sizeof(*v));
+    return n - k;
 }
 
 void rt__reclaim(rt_system_t *sys, rt_sched_t *s)
