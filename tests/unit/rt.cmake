@@ -20,6 +20,7 @@ set(PARLEY_RT_TESTS
     faultspec # fault points armed from a text setting (runtime engineer)
     introspect # actor, system and scheduler info; actor detail
     shutdown  # rt_system_stop with live actors
+    slots     # slot reuse: freed off-scheduler, stale ids stay dead
 )
 
 # Per-test time limits in seconds: generous, since a sanitizer build runs
