@@ -1,0 +1,45 @@
+#!/bin/sh
+# bench/run-group.sh - runs groupbench against a fresh parleyd, giving it
+# the server's pid and data directory (bytes written and data.mdb growth
+# per group message).
+#
+#   bench/run-group.sh BUILD_DIR SYNC MEMBERS MODE ARGS... [options]
+#   e.g. bench/run-group.sh build batch 1024 paced 300
+#        bench/run-group.sh build batch 1024 rate 20 10 --procs 2
+#        bench/run-group.sh build batch 1024 max 10 --ack-every 1
+# PERF=1 records the server with `perf record -g` into $PERF_OUT
+# (default perf.data) while the bench runs.
+set -eu
+build=$1 sync=$2
+shift 2
+data=$(mktemp -d /tmp/parley-gbench-XXXXXX)
+log=$data.log
+: >"$data.out"
+"$build/actors/parleyd" --listen 127.0.0.1:0 --data "$data" --sync "$sync" \
+  --pwhash-ops min --pwhash-mem min --request-rate 1000000 \
+  --request-burst 1000000 --push-window 5000 --log-level info \
+  --map-size 8589934592 >"$data.out" 2>"$log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$data" "$data.out" "$log"' EXIT
+port=
+for _ in $(seq 100); do
+  port=$(sed -n 's/^listening [^ ]*:\([0-9]*\)$/\1/p' "$data.out")
+  [ -n "$port" ] && break
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "parleyd did not start" >&2; cat "$log" >&2; exit 1; }
+if [ "${PERF:-}" = 1 ]; then
+  perf record -g -o "${PERF_OUT:-perf.data}" -p $pid 2>/dev/null &
+  perf_pid=$!
+fi
+members=$1
+shift
+status=0
+"$build/bench/groupbench" 127.0.0.1 "$port" "$members" "$@" \
+  --server-pid $pid --data "$data" || status=$?
+[ -n "${perf_pid:-}" ] && kill -INT $perf_pid && wait $perf_pid || true
+kill -TERM $pid
+wait $pid || true
+stats=$(sed -n 's/.*event=stats \(commits=[0-9]* writes=[0-9]*\).*/\1/p' "$log")
+echo "sync=$sync $stats"
+exit $status
