@@ -314,11 +314,15 @@ static void exit_link(rt_id_t to, void *ctx)
 static void answer_queued(rt_system_t *sys, rt_actor_t *a)
 {
     rt_msg_t *m; /* we are the consumer: its turn, or a port's owner */
+    bool inited = a->lflags & AF_INITED;
     while ((m = mb_pop(a))) {
         if (m->type == SYS_LINK)
             rt__send_exit(sys, m->from, a->id, a->exit_reason, true);
         else if (m->type == SYS_MONITOR)
             rt__send_down(sys, m->from, m->ref, a->id, a->exit_reason);
+        else if (inited && a->beh->undelivered &&
+                 (m->type < RT_MSG_SYSTEM || m->type >= RT_MSG_LIB))
+            a->beh->undelivered(a, m);
     }
 }
 

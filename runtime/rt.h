@@ -129,6 +129,14 @@ enum { RT_CONTINUE = 0, RT_STOP = 1 };
  *            NULL.
  * describe:  writes a one-line summary of the state for introspection;
  *            called on the actor's own thread. May be NULL.
+ * undelivered: called once for each message of the actor's own types
+ *            still queued when it ends, after terminate and after it can
+ *            take no new message, so that a request nobody will handle
+ *            can still be answered (with an error). The actor's state is
+ *            still there; the message is the runtime's. May be NULL: the
+ *            messages are dropped. A sender that was already delivering
+ *            at that instant may still lose its message: the window is
+ *            one push wide.
  */
 typedef struct rt_behaviour {
     const char *kind;
@@ -137,6 +145,7 @@ typedef struct rt_behaviour {
     int (*handle)(rt_actor_t *self, rt_msg_t *msg);
     void (*terminate)(rt_actor_t *self, int reason);
     void (*describe)(rt_actor_t *self, char *buf, size_t len);
+    void (*undelivered)(rt_actor_t *self, rt_msg_t *msg);
 } rt_behaviour_t;
 
 /* ---- the system --------------------------------------------------------- */

@@ -21,6 +21,7 @@ set(PARLEY_RT_TESTS
     introspect # actor, system and scheduler info; actor detail
     shutdown  # rt_system_stop with live actors
     slots     # slot reuse: freed off-scheduler, stale ids stay dead
+    undelivered # what an actor leaves queued comes back to it
 )
 
 # Per-test time limits in seconds: generous, since a sanitizer build runs
