@@ -4,13 +4,16 @@
  * One listener per scheduler, pinned to it, each polling its own socket
  * bound with SO_REUSEPORT to the same address, so the kernel spreads new
  * connections over the schedulers. Every accepted socket becomes a
- * connection actor pinned to the listener's loop and linked to the
- * listener: HTTP upgrade and WebSocket through proto/ws.h, requests
- * through proto/codec.h, account operations through the accounts actor.
+ * connection actor pinned to the listener's loop (not linked to it): HTTP
+ * upgrade and WebSocket through proto/ws.h, requests through proto/codec.h,
+ * account operations through the accounts actor.
  *
- * Memory of an idle connection: no read buffer is kept (reads land in one
- * buffer per scheduler thread and ws.h keeps only an unfinished frame), no
- * wslay context, and no write buffer once the socket has taken its bytes.
+ * Memory of an idle connection: its state, the actor, one uv_tcp_t; no
+ * read buffer (reads land in one buffer per scheduler thread and ws.h
+ * keeps only an unfinished frame), no wslay context, no write buffer once
+ * the socket has taken its bytes, and no timer (one per loop serves all).
+ * Output is coalesced: the frames of one loop iteration leave in one
+ * write.
  *
  * The limit: at most a->max_conns connections at once, a bound main sets
  * below the open file limit so that the store, logs, the shell and the
@@ -19,10 +22,11 @@
  * shut down, and closed once the client has closed or within a second;
  * the listener logs a warning at most once every 10 s while it refuses.
  *
- * Shutdown: a listener that gets CHAT_LISTENER_STOP stops accepting and
- * exits with RT_SHUTDOWN; its connections, which trap exits, then close
- * with 1001, let their queued writes finish and end. Any other exit of
- * the listener (a crash) leaves them serving.
+ * Shutdown: a listener that gets CHAT_LISTENER_STOP stops accepting, sends
+ * CHAT_CONN_SHUTDOWN to every connection of its loop and exits with
+ * RT_SHUTDOWN; the connections close with 1001, let their queued writes
+ * finish and end. Any other exit of the listener (a crash) leaves them
+ * serving.
  */
 #ifndef PARLEY_ACTORS_CONN_H
 #define PARLEY_ACTORS_CONN_H
@@ -49,6 +53,7 @@ enum {
     CHAT_LISTENER_STOP = 0x5900, /* no payload */
     CHAT_CONN_STOP,              /* a connection to itself: end now */
     CHAT_CONN_KICK,              /* the operator: close with 1008, no payload */
+    CHAT_CONN_SHUTDOWN, /* the server stops: close with 1001, no payload */
 };
 
 extern const rt_behaviour_t chat_listener_behaviour;
@@ -63,13 +68,18 @@ extern _Atomic long chat_conn_live;
 void chat_listener_args_init(chat_listener_args_t *a, const chat_config_t *cfg,
                              int fd, int index);
 
+/* Sends CHAT_CONN_SHUTDOWN to every connection pinned to scheduler
+ * `index`. Returns how many were sent. That scheduler's thread only (the
+ * listener pinned to it). */
+int chat_conn_shutdown_all(rt_system_t *sys, int index);
+
 /* Takes a connection slot: counts one more connection in chat_conn_live
  * if that keeps it within a->max_conns. Returns 0, or RT_ELIMIT when the
  * limit is reached (nothing is counted then). Any thread. */
 int chat_conn_reserve(const chat_listener_args_t *a);
 
 /* Spawns a connection actor for accepted socket `fd`, pinned to
- * a->index and linked to `listener`, holding a slot taken with
+ * a->index with `listener` as its parent, holding a slot taken with
  * chat_conn_reserve(). Takes the fd and the slot: both are given back on
  * failure. Returns 0 or a negative RT_E* code. Any thread. */
 int chat_conn_spawn(rt_system_t *sys, const chat_listener_args_t *a,

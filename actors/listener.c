@@ -227,8 +227,10 @@ static int listener_handle(rt_actor_t *self, rt_msg_t *msg)
     if (msg->type == CHAT_LISTENER_STOP) {
         uv_poll_stop(l->poll);
         uv_timer_stop(l->retry);
-        rt_log(RT_LOG_INFO, "listener", "index=%d event=stop accepted=%llu",
-               l->la->index, (unsigned long long)l->accepted);
+        int n = chat_conn_shutdown_all(l->sys, l->la->index);
+        rt_log(RT_LOG_INFO, "listener",
+               "index=%d event=stop accepted=%llu closing=%d", l->la->index,
+               (unsigned long long)l->accepted, n);
         rt_exit(self, RT_SHUTDOWN);
         return RT_CONTINUE;
     }
