@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
 
 #include <http_parser.h>
 #include <sodium.h>
@@ -393,13 +397,43 @@ static void on_connected(uv_connect_t *req, int status)
         fail_connect(cl, rc);
 }
 
+/* Binds the socket to cfg->source, port 0. Returns 0 or a libuv error. */
+static int bind_source(proto_client_t *cl, const struct sockaddr *peer)
+{
+    struct sockaddr_storage local;
+    int one = 1, fd;
+
+    memset(&local, 0, sizeof(local));
+    if (uv_ip4_addr(cl->cfg->source, 0, (struct sockaddr_in *)&local) != 0 &&
+        uv_ip6_addr(cl->cfg->source, 0, (struct sockaddr_in6 *)&local) != 0)
+        return UV_EINVAL;
+    if (local.ss_family != peer->sa_family)
+        return UV_EAFNOSUPPORT;
+    fd = socket(local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    /* best effort: without it the port is taken at bind time */
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                     sizeof(one));
+#endif
+    (void)one;
+    int rc = uv_tcp_open(&cl->tcp, fd);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return uv_tcp_bind(&cl->tcp, (const struct sockaddr *)&local, 0);
+}
+
 static void start_connect(proto_client_t *cl, const struct sockaddr *sa)
 {
     int rc;
 
     cl->state = C_CONNECTING;
     cl->creq.data = cl;
-    if ((rc = uv_tcp_connect(&cl->creq, &cl->tcp, sa, on_connected)) < 0)
+    if ((cl->cfg->source && (rc = bind_source(cl, sa)) < 0) ||
+        (rc = uv_tcp_connect(&cl->creq, &cl->tcp, sa, on_connected)) < 0)
         fail_connect(cl, rc);
 }
 

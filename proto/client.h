@@ -53,6 +53,14 @@ typedef struct proto_client_config {
     void (*on_close)(proto_client_t *cl, void *user, int code);
     /* Largest message accepted from the server; 0 means 256 KiB. */
     uint64_t max_message;
+    /* Local address to connect from, an IPv4 or IPv6 literal of the
+     * server's family (e.g. "127.0.0.2"), or NULL for the kernel's choice.
+     * The port is still chosen by the kernel, at connect time where the
+     * system allows (IP_BIND_ADDRESS_NO_PORT), so that many clients can
+     * spread over several source addresses without each connect()
+     * searching one crowded range of ports. A bad literal or a failed
+     * bind fails the connection (on_connect with the error). Optional. */
+    const char *source;
 } proto_client_config_t;
 
 /*

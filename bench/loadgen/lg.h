@@ -37,6 +37,8 @@ typedef struct lg_account {
     uint8_t token[LG_TOKEN_LEN];
 } lg_account_t;
 
+#define LG_MAX_SOURCES 64 /* loopback source addresses */
+
 /* The settings of a run, fixed before the workers fork. */
 typedef struct lg_opts {
     const char *workload;
@@ -46,6 +48,7 @@ typedef struct lg_opts {
     int workers;       /* processes */
     double rate;       /* offered connects or messages a second; 0: max */
     int window;        /* connects in flight per worker */
+    int sources;       /* source addresses 127.0.0.2 ... (0: kernel's) */
     double duration_s; /* traffic phases */
     double hold_s;     /* idle: how long the connections are held */
     double timeout_s;  /* bound on each phase */

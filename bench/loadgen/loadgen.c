@@ -689,11 +689,11 @@ static void report(int phases_done, bool timed_out, int log_emfile)
                : "false",
            machine);
     printf("\"settings\":{\"conns\":%d,\"workers\":%d,\"rate\":%.0f,"
-           "\"window\":%d,\"duration_s\":%.1f,\"hold_s\":%.1f,"
-           "\"timeout_s\":%.0f,\"body\":%d,\"backlog\":%d,"
-           "\"server\":\"%s\",\"spawned\":%s},",
-           o->conns, o->workers, o->rate, o->window, o->duration_s, o->hold_s,
-           o->timeout_s, o->body, o->backlog, G.server_addr,
+           "\"window\":%d,\"sources\":%d,\"duration_s\":%.1f,"
+           "\"hold_s\":%.1f,\"timeout_s\":%.0f,\"body\":%d,"
+           "\"backlog\":%d,\"server\":\"%s\",\"spawned\":%s},",
+           o->conns, o->workers, o->rate, o->window, o->sources, o->duration_s,
+           o->hold_s, o->timeout_s, o->body, o->backlog, G.server_addr,
            o->parleyd ? "true" : "false");
     printf("\"phases\":[");
     for (int p = 0; p < phases_done; p++) {
@@ -757,6 +757,9 @@ static void usage(void)
             "(default 0: as fast as possible)\n"
             "  --window N        connects in flight per worker "
             "(default 256)\n"
+            "  --sources N       connect from 127.0.0.2 .. 127.0.0.N+1 "
+            "(default 16 for a 127.x server, else 0: the kernel's choice; "
+            "at most %d)\n"
             "  --duration S      traffic seconds (default 10)\n"
             "  --hold S          idle: seconds held before sampling "
             "(default 5)\n"
@@ -766,7 +769,7 @@ static void usage(void)
             "(default 100)\n"
             "  --server-arg ARG  one more argument for the spawned "
             "parleyd (repeatable)\n",
-            LG_CONNS_WORKER);
+            LG_CONNS_WORKER, LG_MAX_SOURCES);
     exit(2);
 }
 
@@ -789,6 +792,7 @@ static void parse(int argc, char **argv)
     o->workload = argv[1];
     o->conns = 1000;
     o->window = 256;
+    o->sources = -1;
     o->duration_s = 10;
     o->hold_s = 5;
     o->timeout_s = 120;
@@ -819,6 +823,8 @@ static void parse(int argc, char **argv)
             o->rate = num(v);
         else if (!strcmp(a, "--window"))
             o->window = (int)num(v);
+        else if (!strcmp(a, "--sources"))
+            o->sources = (int)num(v);
         else if (!strcmp(a, "--duration"))
             o->duration_s = num(v);
         else if (!strcmp(a, "--hold"))
@@ -837,6 +843,10 @@ static void parse(int argc, char **argv)
     if (!(G.wl = lg_workload_find(o->workload)))
         usage();
     if (!o->run_dir || (!o->parleyd && !o->port))
+        usage();
+    if (o->sources < 0) /* not given: spread when the server is local */
+        o->sources = o->parleyd || strncmp(o->host, "127.", 4) == 0 ? 16 : 0;
+    if (o->sources > LG_MAX_SOURCES)
         usage();
     o->conns += o->conns & 1; /* accounts talk in pairs */
     if (o->conns < 2 || o->window < 1 || o->body < 16 ||

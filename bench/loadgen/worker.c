@@ -113,7 +113,8 @@ struct worker {
     uv_loop_t loop;
     uv_poll_t ctl;
     uv_timer_t progress, tick, deadline;
-    proto_client_config_t cfg;
+    proto_client_config_t cfg[LG_MAX_SOURCES + 1]; /* one per source */
+    char src[LG_MAX_SOURCES][16];
     conn_t *conns;
     uint8_t *body;
     uint64_t cid;
@@ -263,7 +264,10 @@ static int start_connect(worker_t *w, conn_t *c, bool counted)
 
     c->state = C_CONNECTING;
     c->counted = counted;
-    rc = proto_client_connect(&w->loop, o->host, o->port, &w->cfg, c, &c->cl);
+    /* spread over the sources, so no one address runs short of ports */
+    const proto_client_config_t *cfg =
+        &w->cfg[o->sources ? (w->index + c->idx) % o->sources : 0];
+    rc = proto_client_connect(&w->loop, o->host, o->port, cfg, c, &c->cl);
     if (rc < 0)
         goto failed;
     w->live++;
@@ -688,8 +692,14 @@ void lg_worker_main(const lg_opts_t *o, const lg_workload_t *wl,
     /* body: [due time ns][run id], then filler */
     memcpy(w->body + 8, &o->run_id, sizeof(o->run_id));
     memset(w->body + 16, 'x', (size_t)o->body - 16);
-    w->cfg =
-        (proto_client_config_t){.on_event = on_event, .on_close = on_close};
+    for (int i = 0; i < LG_MAX_SOURCES + 1; i++) {
+        w->cfg[i] =
+            (proto_client_config_t){.on_event = on_event, .on_close = on_close};
+        if (i < o->sources) {
+            snprintf(w->src[i], sizeof(w->src[i]), "127.0.0.%d", i + 2);
+            w->cfg[i].source = w->src[i];
+        }
+    }
     uv_loop_init(&w->loop);
     uv_poll_init(&w->loop, &w->ctl, fd);
     uv_timer_init(&w->loop, &w->progress);
