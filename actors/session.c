@@ -757,6 +757,20 @@ static void session_describe(rt_actor_t *self, char *buf, size_t len)
              (unsigned long long)s->acked, s->npend);
 }
 
+/* A request still queued when the session ends is answered, so that the
+ * client retries instead of waiting for a reply that would never come. */
+static void session_undelivered(rt_actor_t *self, rt_msg_t *msg)
+{
+    session_t *s = rt_state(self);
+
+    if (!s->arg || msg->type != CHAT_SESS_REQ ||
+        msg->size < sizeof(chat_sess_req_t))
+        return;
+    const chat_sess_req_t *q = (const chat_sess_req_t *)msg->data;
+    reply_err(s, q->conn, q->reqid, PROTO_E_INTERNAL, "session ended; retry",
+              0);
+}
+
 const rt_behaviour_t chat_session_behaviour = {
     .kind = "session",
     .state_size = sizeof(session_t),
@@ -764,4 +778,5 @@ const rt_behaviour_t chat_session_behaviour = {
     .handle = session_handle,
     .terminate = session_terminate,
     .describe = session_describe,
+    .undelivered = session_undelivered,
 };
