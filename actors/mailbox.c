@@ -637,6 +637,41 @@ static int read_fixed(chat_db_t *db, MDB_dbi dbi, uint64_t id, void *out,
     return rresult(rc);
 }
 
+int chat_db_mbox_oldest(chat_db_t *db, uint64_t devid, uint64_t *seq,
+                        uint64_t *ts)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    uint8_t mk[16];
+    MDB_val k = {sizeof(mk), mk}, v;
+    int rc = rbegin(db, &txn);
+
+    if (rc)
+        return rc;
+    if ((rc = mdb_cursor_open(txn, db->mbox, &cur))) {
+        mdb_txn_abort(txn);
+        return chat_db_err("cursor", rc);
+    }
+    /* acknowledged entries are deleted at once: the first one left is
+     * the oldest not yet acknowledged */
+    key2(mk, devid, 0);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size == 16 && chat_get_be64(k.mv_data) == devid &&
+        v.mv_size >= sizeof(chat_entry_t)) {
+        chat_entry_t e;
+        memcpy(&e, v.mv_data, sizeof(e));
+        *seq = chat_get_be64((uint8_t *)k.mv_data + 8);
+        *ts = e.ts;
+        rc = 0;
+    } else {
+        rc = (rc == 0 || rc == MDB_NOTFOUND) ? -ENOENT
+                                             : chat_db_err("cursor", rc);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 int chat_db_mhead(chat_db_t *db, uint64_t devid, chat_mhead_t *out)
 {
     memset(out, 0, sizeof(*out));

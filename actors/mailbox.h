@@ -162,6 +162,10 @@ int chat_mbox_append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid,
 int chat_db_uid(chat_db_t *db, const char *name, uint64_t *uid);
 
 int chat_db_mhead(chat_db_t *db, uint64_t devid, chat_mhead_t *out);
+/* The oldest entry of a device's mailbox not yet acknowledged: its seq and
+ * time (ms since the epoch). -ENOENT when there is none. */
+int chat_db_mbox_oldest(chat_db_t *db, uint64_t devid, uint64_t *seq,
+                        uint64_t *ts);
 int chat_db_prefs(chat_db_t *db, uint64_t uid, chat_prefs_t *out);
 /* Whether `a` has `b` as a contact / has blocked `b`: 1, 0, or -EIO. */
 int chat_db_is_contact(chat_db_t *db, uint64_t a, uint64_t b);

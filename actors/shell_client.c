@@ -425,12 +425,14 @@ static int show(session_t *s, json_t *o)
     } else if (!strcmp(key, "device")) {
         table(s, "device",
               "  DEVICE NAME           ONLINE     CONN  SESSION "
-              "UNDELIVERED LAST SEEN");
+              "UNDELIVERED LAST SEEN           OLDEST UNDELIVERED");
         printf("%8lld %-14s %-6s %8lld %8lld %11lld ", num(v, "id"),
                str(v, "name"),
                json_is_true(json_object_get(v, "online")) ? "yes" : "no",
                num(v, "conn"), num(v, "session"), num(v, "undelivered"));
         print_time(num(v, "last_seen"));
+        printf(" ");
+        print_time(num(v, "oldest_undelivered"));
         printf("\n");
     } else if (!strcmp(key, "config")) {
         json_t *rt = json_object_get(v, "runtime");

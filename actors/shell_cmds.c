@@ -771,8 +771,7 @@ typedef struct user_look {
 /* A device now: its connection (registered under "dev.<id>" at login),
  * its session (registered under its device id) with the session's
  * mailbox depth, and its stored mailbox: entries appended and not yet
- * acknowledged. TODO: the age of the oldest undelivered entry needs a
- * read of one mailbox entry that mailbox.h does not offer yet. */
+ * acknowledged, and the time of the oldest of them. */
 static int look_device(uint64_t devid, const chat_device_rec_t *d, void *ctx)
 {
     user_look_t *u = ctx;
@@ -788,6 +787,8 @@ static int look_device(uint64_t devid, const chat_device_rec_t *d, void *ctx)
     bool has_sess = sess && rt_actor_info(sh->sys, sess, &si) == 0;
     bool online = has_conn || has_sess;
     chat_db_mhead(sh->args->db, devid, &head);
+    uint64_t oldest_seq = 0, oldest_ts = 0;
+    chat_db_mbox_oldest(sh->args->db, devid, &oldest_seq, &oldest_ts);
     u->devices++;
     u->online += online;
     if (u->kick && has_conn &&
@@ -797,15 +798,16 @@ static int look_device(uint64_t devid, const chat_device_rec_t *d, void *ctx)
         shell_emit(
             sh,
             json_pack(
-                "{s:{s:I,s:s,s:I,s:I,s:b,s:I,s:I,s:I,s:I,s:I}}", "device", "id",
-                (json_int_t)devid, "name", d->name, "created",
+                "{s:{s:I,s:s,s:I,s:I,s:b,s:I,s:I,s:I,s:I,s:I,s:I}}", "device",
+                "id", (json_int_t)devid, "name", d->name, "created",
                 (json_int_t)d->created, "last_seen", (json_int_t)d->last_seen,
                 "online", online, "conn", (json_int_t)(has_conn ? conn : 0),
                 "session", (json_int_t)(has_sess ? sess : 0), "session_mailbox",
                 (json_int_t)si.mailbox, "undelivered",
                 (json_int_t)(head.last > head.acked ? head.last - head.acked
                                                     : 0),
-                "acked", (json_int_t)head.acked),
+                "acked", (json_int_t)head.acked, "oldest_undelivered",
+                (json_int_t)oldest_ts),
             false);
     return 0;
 }

@@ -199,6 +199,32 @@ test('user shows devices and presence; disconnect closes them', async () => {
   assert.equal(last(none).error.code, 'not_found');
 });
 
+test('user shows undelivered entries and the oldest one\'s time',
+  async () => {
+    const a = await account(srv.port);
+    const b = await account(srv.port);
+    const before = Date.now();
+    for (let cid = 1; cid <= 2; cid++) {
+      const r = await a.c.request('send',
+        { to: b.user, cid, body: Buffer.from(`m${cid}`) });
+      assert.equal(r.ok, true, JSON.stringify(r));
+    }
+    const dev = () => sh(`user ${b.user}`).then((r) => of(r, 'device')[0]);
+    let d = await dev();
+    assert.equal(d.undelivered, 2, JSON.stringify(d));
+    assert.ok(d.oldest_undelivered >= before - 1000
+      && d.oldest_undelivered <= Date.now(), JSON.stringify(d));
+    const m1 = await b.c.nextEvent();
+    const m2 = await b.c.nextEvent();
+    assert.equal((await b.c.request('ack',
+      { upto: Math.max(m1.seq, m2.seq) })).ok, true);
+    d = await dev();
+    assert.equal(d.undelivered, 0, JSON.stringify(d));
+    assert.equal(d.oldest_undelivered, 0, JSON.stringify(d));
+    await a.c.close();
+    await b.c.close();
+  });
+
 test('block refuses logins and disconnects; unblock lets them in',
   async () => {
     const a = await account(srv.port);
