@@ -14,7 +14,7 @@
  * libuv loop each; default 1), --ack-every N (a member acks the group's
  * stream every N entries; default 100), --body B (bytes, at least 16;
  * default 100), --server-pid PID and --data DIR (bytes written by the
- * server and growth of DIR/data.mdb per message).
+ * server, its CPU time and growth of DIR/data.mdb per message).
  *
  * Accounts are registered fresh (run parleyd with --pwhash-ops min
  * --pwhash-mem min and a high --request-rate). The first user creates
@@ -25,9 +25,11 @@
  * is written to the moment the last of the MEMBERS - 1 receivers has
  * decoded its `msg` event (`last_*`), and, when members ack every entry,
  * to the sender's `receipts` event that counts every member delivered
- * (`rcpt_*`). Member processes share one anonymous mapping: per message,
- * a count of members that have it and the time the last one did; the one
- * that completes a message writes its index to a pipe the sender reads.
+ * (`rcpt_*`); also to the sender's reply (`reply_*`, after the commit)
+ * and to the first member (`first_*`). Member processes share one
+ * anonymous mapping: per message, a count of members that have it and the
+ * time the last one did; the one that completes a message writes its
+ * index to a pipe the sender reads.
  *
  * Output: one line of key=value results on stdout; progress on stderr.
  */
@@ -57,11 +59,14 @@
 #define CONNECT_BATCH 64 /* connects in flight per process */
 
 typedef struct shared {
-    _Atomic uint32_t ready;   /* member connections resumed and settled */
-    _Atomic uint32_t failed;  /* member connections lost */
-    _Atomic uint32_t go_away; /* the sender is done: members exit */
+    _Atomic uint32_t ready;         /* member connections resumed and settled */
+    _Atomic uint32_t failed;        /* member connections lost */
+    _Atomic uint32_t go_away;       /* the sender is done: members exit */
+    _Atomic uint32_t timing;        /* the timed run has begun */
+    _Atomic uint64_t member_cpu_us; /* member processes, during the run */
     _Atomic uint32_t got[MAX_MSGS];
     _Atomic uint64_t last_ns[MAX_MSGS];
+    uint64_t first_ns[MAX_MSGS]; /* written by the member that counted 1 */
     uint64_t sent_ns[MAX_MSGS];
 } shared_t;
 
@@ -99,7 +104,7 @@ static struct {
     double tokens;
     uint64_t t_start, t_stop, t_last;
     uint64_t errors;
-    lg_hist_t last, rcpt;
+    lg_hist_t last, rcpt, first, reply;
     uv_timer_t tick, stop;
     uv_pipe_t done;
 } B;
@@ -231,6 +236,8 @@ static void on_msg(const msgpack_object *ev)
            !atomic_compare_exchange_weak(&B.sh->last_ns[idx], &prev, t))
         ;
     uint32_t n = atomic_fetch_add(&B.sh->got[idx], 1) + 1;
+    if (n == 1)
+        B.sh->first_ns[idx] = t;
     if (n == (uint32_t)B.nmembers - 1) {
         uint32_t i32 = (uint32_t)idx;
         if (write(B.done_pipe[1], &i32, sizeof(i32)) != sizeof(i32))
@@ -316,10 +323,27 @@ static void connect_next(void)
     }
 }
 
+static uint64_t cpu_us(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* Counts this process's CPU time from the start of the timed run. */
 static void check_exit(uv_timer_t *t)
 {
-    if (atomic_load(&B.sh->go_away))
+    static uint64_t cpu0;
+
+    if (!cpu0 && atomic_load(&B.sh->timing))
+        cpu0 = cpu_us();
+    if (atomic_load(&B.sh->go_away)) {
+        if (cpu0)
+            atomic_fetch_add(&B.sh->member_cpu_us, cpu_us() - cpu0);
         uv_stop(B.loop);
+    }
 }
 
 static int member_proc(int proc)
@@ -353,6 +377,7 @@ static void on_sent(proto_client_t *cl, void *arg, int status,
         return;
     }
     B.sids[idx] = get_u64(reply, "sid");
+    lg_hist_record(&B.reply, now_ns() - B.sh->sent_ns[idx]);
 }
 
 static void send_msg(void)
@@ -468,6 +493,7 @@ static void on_done_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         memcpy(&idx, buf->base + off, 4);
         uint64_t t = atomic_load(&B.sh->last_ns[idx]);
         lg_hist_record(&B.last, t - B.sh->sent_ns[idx]);
+        lg_hist_record(&B.first, B.sh->first_ns[idx] - B.sh->sent_ns[idx]);
         B.inflight--;
         B.ncomplete++;
         B.t_last = t;
@@ -525,6 +551,30 @@ static uint64_t io_written(void)
     return v;
 }
 
+/* User and system time of the server so far, in clock ticks. */
+static uint64_t server_ticks(void)
+{
+    char path[64], buf[1024];
+    unsigned long ut = 0, st = 0;
+
+    if (B.server_pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%ld/stat", B.server_pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* fields 14 and 15, counted after the command's closing parenthesis */
+    char *p = strrchr(buf, ')');
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &ut, &st) != 2)
+        return 0;
+    return ut + st;
+}
+
 static uint64_t mdb_size(void)
 {
     char path[4096];
@@ -556,7 +606,9 @@ static int sender(void)
     uv_timer_init(B.loop, &B.tick);
     uv_timer_init(B.loop, &B.stop);
 
-    uint64_t io0 = io_written(), mdb0 = mdb_size();
+    uint64_t io0 = io_written(), mdb0 = mdb_size(), cpu0 = server_ticks();
+    atomic_store(&B.sh->timing, 1);
+    usleep(100000); /* members read their clocks within 50 ms */
     B.running = true;
     B.t_start = now_ns();
     if (B.mode != M_PACED)
@@ -567,7 +619,7 @@ static int sender(void)
     uv_run(B.loop, UV_RUN_DEFAULT);
     if (B.mode == M_PACED)
         B.t_stop = now_ns();
-    uint64_t io1 = io_written(), mdb1 = mdb_size();
+    uint64_t io1 = io_written(), mdb1 = mdb_size(), cpu1 = server_ticks();
     double secs = (double)(B.t_stop - B.t_start) / 1e9;
     double to_all =
         (double)((B.t_last > B.t_start ? B.t_last : B.t_stop) - B.t_start) /
@@ -583,6 +635,10 @@ static int sender(void)
            ms(lg_hist_quantile(&B.last, 0.5)),
            ms(lg_hist_quantile(&B.last, 0.99)),
            ms(lg_hist_quantile(&B.last, 1.0)));
+    printf(" reply_p50_ms=%.2f first_p50_ms=%.2f first_p99_ms=%.2f",
+           ms(lg_hist_quantile(&B.reply, 0.5)),
+           ms(lg_hist_quantile(&B.first, 0.5)),
+           ms(lg_hist_quantile(&B.first, 0.99)));
     if (B.rcpt.total)
         printf(" rcpt_n=%llu rcpt_p50_ms=%.2f rcpt_p99_ms=%.2f",
                (unsigned long long)B.rcpt.total,
@@ -590,6 +646,12 @@ static int sender(void)
                ms(lg_hist_quantile(&B.rcpt, 0.99)));
     if (B.server_pid > 0 && B.nsent)
         printf(" io_written_per_msg=%.0f", (double)(io1 - io0) / B.nsent);
+    if (B.server_pid > 0 && B.nsent)
+        printf(" server_cpu_ms_per_msg=%.2f server_cpu_pct=%.0f",
+               (double)(cpu1 - cpu0) * 1000.0 / (double)sysconf(_SC_CLK_TCK) /
+                   B.nsent,
+               (double)(cpu1 - cpu0) * 100.0 / (double)sysconf(_SC_CLK_TCK) /
+                   ((double)(now_ns() - B.t_start) / 1e9));
     if (B.data && B.nsent)
         printf(" mdb_growth_per_msg=%.0f", (double)(mdb1 - mdb0) / B.nsent);
     printf("\n");
@@ -679,7 +741,8 @@ int main(int argc, char **argv)
     B.sh = mmap(NULL, sizeof(*B.sh), PROT_READ | PROT_WRITE,
                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (B.sh == MAP_FAILED || pipe(B.done_pipe) < 0 ||
-        lg_hist_init(&B.last, 7) < 0 || lg_hist_init(&B.rcpt, 7) < 0)
+        lg_hist_init(&B.last, 7) < 0 || lg_hist_init(&B.rcpt, 7) < 0 ||
+        lg_hist_init(&B.first, 7) < 0 || lg_hist_init(&B.reply, 7) < 0)
         return 1;
     for (int i = 0; i < B.nmembers; i++) {
         int rc = setup_user(&B.m[i], i);
@@ -721,5 +784,10 @@ int main(int argc, char **argv)
     atomic_store(&B.sh->go_away, 1);
     for (int p = 0; p < B.procs; p++)
         waitpid(kids[p], NULL, 0);
+    /* the member processes' CPU, which shares the machine with the server */
+    printf("members_cpu_ms_per_msg=%.2f\n",
+           B.nsent
+               ? (double)atomic_load(&B.sh->member_cpu_us) / 1000.0 / B.nsent
+               : 0.0);
     return rc;
 }

@@ -8,7 +8,7 @@
 #        bench/run-group.sh build batch 1024 rate 20 10 --procs 2
 #        bench/run-group.sh build batch 1024 max 10 --ack-every 1
 # PERF=1 records the server with `perf record -g` into $PERF_OUT
-# (default perf.data) while the bench runs.
+# (default perf.data) from when every member is online to the end.
 set -eu
 build=$1 sync=$2
 shift 2
@@ -20,7 +20,7 @@ log=$data.log
   --request-burst 1000000 --push-window 5000 --log-level info \
   --map-size 8589934592 >"$data.out" 2>"$log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$data" "$data.out" "$log"' EXIT
+trap 'kill $pid 2>/dev/null; rm -rf "$data" "$data.out" "$data.err" "$log"' EXIT
 port=
 for _ in $(seq 100); do
   port=$(sed -n 's/^listening [^ ]*:\([0-9]*\)$/\1/p' "$data.out")
@@ -28,16 +28,23 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$port" ] || { echo "parleyd did not start" >&2; cat "$log" >&2; exit 1; }
+members=$1
+shift
+"$build/bench/groupbench" 127.0.0.1 "$port" "$members" "$@" \
+  --server-pid $pid --data "$data" 2>"$data.err" &
+gb=$!
 if [ "${PERF:-}" = 1 ]; then
+  # the server alone, from when every member is online
+  until grep -q "members online" "$data.err" || ! kill -0 $gb 2>/dev/null; do
+    sleep 0.2
+  done
   perf record -g -o "${PERF_OUT:-perf.data}" -p $pid 2>/dev/null &
   perf_pid=$!
 fi
-members=$1
-shift
 status=0
-"$build/bench/groupbench" 127.0.0.1 "$port" "$members" "$@" \
-  --server-pid $pid --data "$data" || status=$?
-[ -n "${perf_pid:-}" ] && kill -INT $perf_pid && wait $perf_pid || true
+wait $gb || status=$?
+cat "$data.err" >&2
+if [ -n "${perf_pid:-}" ]; then kill -INT $perf_pid; wait $perf_pid || true; fi
 kill -TERM $pid
 wait $pid || true
 stats=$(sed -n 's/.*event=stats \(commits=[0-9]* writes=[0-9]*\).*/\1/p' "$log")
