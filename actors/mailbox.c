@@ -127,9 +127,11 @@ static int devices_of(chat_db_t *db, MDB_txn *txn, uint64_t uid, dev_set_t *out)
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
-/* Appends one entry to a device's mailbox. */
+/* Appends one entry to a device's mailbox; msg is the message of a MSG
+ * or COPY entry, for the wake callback. */
 static int append(chat_db_t *db, MDB_txn *txn, uint64_t devid, const void *e,
-                  size_t size, chat_wake_fn wake, void *ctx)
+                  size_t size, const chat_msg_rec_t *msg, chat_wake_fn wake,
+                  void *ctx)
 {
     uint8_t hk[8], mk[16];
     chat_mhead_t h = {0, 0};
@@ -145,28 +147,36 @@ static int append(chat_db_t *db, MDB_txn *txn, uint64_t devid, const void *e,
         (rc = put(txn, db->mhead, hk, sizeof(hk), &h, sizeof(h), 0)))
         return rc;
     if (wake)
-        wake(ctx, devid);
+        wake(ctx, devid, h.last, e, size, msg);
     return 0;
 }
 
-int chat_mbox_append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid,
+static int append_devices(chat_db_t *db, MDB_txn *txn, uint64_t uid,
                           uint64_t skip, const void *e, size_t size,
-                          chat_wake_fn wake, void *ctx)
+                          const chat_msg_rec_t *msg, chat_wake_fn wake,
+                          void *ctx)
 {
     dev_set_t ds;
     int rc = devices_of(db, txn, uid, &ds);
 
     for (uint32_t i = 0; rc == 0 && i < ds.n; i++)
         if (ds.ids[i] != skip)
-            rc = append(db, txn, ds.ids[i], e, size, wake, ctx);
+            rc = append(db, txn, ds.ids[i], e, size, msg, wake, ctx);
     return rc;
+}
+
+int chat_mbox_append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid,
+                          uint64_t skip, const void *e, size_t size,
+                          chat_wake_fn wake, void *ctx)
+{
+    return append_devices(db, txn, uid, skip, e, size, NULL, wake, ctx);
 }
 
 /* Appends e to every device of uid except `skip`. */
 static int append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid, uint64_t skip,
                        const chat_entry_t *e, chat_wake_fn wake, void *ctx)
 {
-    return chat_mbox_append_user(db, txn, uid, skip, e, sizeof(*e), wake, ctx);
+    return append_devices(db, txn, uid, skip, e, sizeof(*e), NULL, wake, ctx);
 }
 
 /* A message record (header and body) copied out of the map, for update. */
@@ -251,11 +261,13 @@ static int op_send(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
 
     chat_entry_t e = {.kind = CHAT_ENTRY_MSG, .sid = m->sid, .ts = m->ts};
     memcpy(e.by, op->user, sizeof(e.by));
-    if ((rc = append_user(db, txn, to_uid, op->devid, &e, wake, ctx)))
+    if ((rc = append_devices(db, txn, to_uid, op->devid, &e, sizeof(e), m, wake,
+                             ctx)))
         goto out;
     if (to_uid != op->uid) {
         e.kind = CHAT_ENTRY_COPY;
-        rc = append_user(db, txn, op->uid, op->devid, &e, wake, ctx);
+        rc = append_devices(db, txn, op->uid, op->devid, &e, sizeof(e), m, wake,
+                            ctx);
     }
     res->sid = m->sid;
     res->ts = m->ts;
@@ -727,47 +739,84 @@ static void frame_end(msgpack_sbuffer *sb, size_t at)
     memcpy(sb->data + at, &len, sizeof(len));
 }
 
+/* The map of one entry, without its frame. `msg` may be unaligned (LMDB
+ * data): it is copied before its fields are read. */
+static int encode_map(msgpack_sbuffer *sb, uint64_t seq, const void *entry,
+                      size_t size, const chat_msg_rec_t *msg)
+{
+    chat_entry_t e;
+
+    if (size < sizeof(e))
+        return 1;
+    memcpy(&e, entry, sizeof(e));
+    e.by[CHAT_NAME_CAP - 1] = '\0';
+    proto_str_t by = proto_cstr(e.by);
+    if (e.kind == CHAT_ENTRY_GDELIVERED_ALL || e.kind == CHAT_ENTRY_GREAD_ALL) {
+        chat_gentry_t g;
+        if (size < sizeof(g))
+            return 1;
+        memcpy(&g, entry, sizeof(g));
+        return proto_enc_ev_all(sb, e.kind == CHAT_ENTRY_GREAD_ALL, g.gid,
+                                e.sid, g.gseq, seq, e.ts);
+    }
+    if (e.kind == CHAT_ENTRY_DELIVERED)
+        return proto_enc_ev_delivered(sb, by, e.sid, seq, e.ts, 0);
+    if (e.kind == CHAT_ENTRY_READ)
+        return proto_enc_ev_read(sb, by, e.sid, seq, e.ts, 0);
+    if ((e.kind != CHAT_ENTRY_MSG && e.kind != CHAT_ENTRY_COPY) || !msg)
+        return 1;
+
+    chat_msg_rec_t m;
+    const char *raw = (const char *)msg;
+    memcpy(&m, msg, sizeof(m));
+    proto_ev_msg_t ev = {
+        .from = by,
+        .sid = e.sid,
+        .seq = seq,
+        .ts = m.ts,
+        .body = {(const uint8_t *)raw + sizeof(m), m.body_len},
+    };
+    if (e.kind == CHAT_ENTRY_COPY)
+        ev.to = (proto_str_t){raw + offsetof(chat_msg_rec_t, to),
+                              (uint32_t)strnlen(m.to, sizeof(m.to))};
+    return proto_enc_ev_msg(sb, &ev);
+}
+
+int chat_entry_encode(msgpack_sbuffer *sb, uint64_t seq, const void *entry,
+                      size_t size, const chat_msg_rec_t *msg)
+{
+    size_t at;
+
+    if (frame_begin(sb, &at) < 0)
+        return -ENOMEM;
+    int rc = encode_map(sb, seq, entry, size, msg);
+    if (rc != 0) {
+        sb->size = at;
+        return rc == 1 ? 1 : -ENOMEM;
+    }
+    frame_end(sb, at);
+    return 0;
+}
+
+/* Encodes one stored entry, looking its message up in the same read
+ * transaction. 0, 1 (nothing to show: pruned), -EIO or -ENOMEM. */
 static int encode_entry(chat_db_t *db, MDB_txn *txn, msgpack_sbuffer *sb,
                         uint64_t seq, const chat_entry_t *e, const MDB_val *raw)
 {
-    proto_str_t by = proto_cstr(e->by);
+    const chat_msg_rec_t *msg = NULL;
 
-    if (e->kind == CHAT_ENTRY_GDELIVERED_ALL ||
-        e->kind == CHAT_ENTRY_GREAD_ALL) {
-        chat_gentry_t g;
-        if (raw->mv_size < sizeof(g))
-            return 1;
-        memcpy(&g, raw->mv_data, sizeof(g));
-        return proto_enc_ev_all(sb, e->kind == CHAT_ENTRY_GREAD_ALL, g.gid,
-                                e->sid, g.gseq, seq, e->ts);
+    if (e->kind == CHAT_ENTRY_MSG || e->kind == CHAT_ENTRY_COPY) {
+        uint8_t k[8];
+        MDB_val kv = {sizeof(k), k}, v;
+        chat_put_be64(k, e->sid);
+        int rc = mdb_get(txn, db->msgs, &kv, &v);
+        if (rc == MDB_NOTFOUND)
+            return 1; /* pruned: nothing to show */
+        if (rc || v.mv_size < sizeof(chat_msg_rec_t))
+            return -EIO;
+        msg = v.mv_data;
     }
-    if (e->kind == CHAT_ENTRY_DELIVERED)
-        return proto_enc_ev_delivered(sb, by, e->sid, seq, e->ts, 0);
-    if (e->kind == CHAT_ENTRY_READ)
-        return proto_enc_ev_read(sb, by, e->sid, seq, e->ts, 0);
-
-    uint8_t k[8];
-    MDB_val kv = {sizeof(k), k}, v;
-    chat_put_be64(k, e->sid);
-    int rc = mdb_get(txn, db->msgs, &kv, &v);
-    if (rc == MDB_NOTFOUND)
-        return 1; /* pruned: nothing to show */
-    if (rc || v.mv_size < sizeof(chat_msg_rec_t))
-        return -EIO;
-    chat_msg_rec_t m;
-    memcpy(&m, v.mv_data, sizeof(m));
-    proto_ev_msg_t ev = {
-        .from = proto_cstr(e->by),
-        .sid = e->sid,
-        .seq = seq,
-        .ts = m.ts,
-        .body = {(const uint8_t *)v.mv_data + sizeof(m), m.body_len},
-    };
-    if (e->kind == CHAT_ENTRY_COPY)
-        ev.to = (proto_str_t){(const char *)v.mv_data +
-                                  offsetof(chat_msg_rec_t, to),
-                              (uint32_t)strlen(m.to)};
-    return proto_enc_ev_msg(sb, &ev);
+    return chat_entry_encode(sb, seq, raw->mv_data, raw->mv_size, msg);
 }
 
 int chat_db_mbox_encode(chat_db_t *db, uint64_t devid, uint64_t from,
@@ -798,22 +847,14 @@ int chat_db_mbox_encode(chat_db_t *db, uint64_t devid, uint64_t from,
         if (v.mv_size < sizeof(chat_entry_t))
             continue;
         chat_entry_t e;
-        size_t at;
         memcpy(&e, v.mv_data, sizeof(e));
-        if (frame_begin(sb, &at) < 0) {
-            rc = ENOMEM;
-            break;
-        }
         int erc = encode_entry(db, txn, sb, seq, &e, &v);
-        if (erc == 1) {
-            sb->size = at;
+        if (erc == 1)
             continue;
-        }
         if (erc < 0) {
             rc = erc == -ENOMEM ? ENOMEM : EIO;
             break;
         }
-        frame_end(sb, at);
         n++;
     }
     mdb_cursor_close(cur);

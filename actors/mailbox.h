@@ -93,9 +93,23 @@ enum {
     CHAT_STORE_CHAT = 0x5710,
     CHAT_STORE_CHAT_DONE,
     /* from the store to a session (found by its device key) after a
-     * commit appended to that device's mailbox. No payload. */
+     * commit appended to that device's mailbox: chat_mbox_wake_t, or no
+     * payload */
     CHAT_MBOX_WAKE,
 };
+
+/* The payload of CHAT_MBOX_WAKE: the events of the entries first..last
+ * that one commit appended, in seq order, each framed as in
+ * CHAT_CONN_WIRE (a 4-byte host-order length, then the map), so that a
+ * session that has pushed everything before `first` sends them on
+ * without reading LMDB. A wake without payload only says that the
+ * mailbox grew. */
+typedef struct chat_mbox_wake {
+    uint64_t first, last;
+    uint32_t len; /* bytes of frames */
+    uint32_t reserved;
+    uint8_t frames[];
+} chat_mbox_wake_t;
 
 typedef enum chat_op_kind {
     CHAT_OP_SEND = 1,       /* uid devid user peer cid now body */
@@ -142,8 +156,16 @@ typedef struct chat_op_res {
     uint64_t gid, gseq; /* group ops: the group, the last gseq written */
 } chat_op_res_t;
 
-/* Called for every device whose mailbox an op appended to. */
-typedef void (*chat_wake_fn)(void *ctx, uint64_t devid);
+/* Called for every entry an op appended to a device's mailbox, inside the
+ * store's transaction: `entry` (size bytes, a chat_entry_t or a larger
+ * record that begins with one) got `seq`. For CHAT_ENTRY_MSG and
+ * CHAT_ENTRY_COPY, `msg` is the message as stored (its body follows it);
+ * otherwise NULL. Within one transaction the seqs of one device are
+ * consecutive. Nothing is visible to readers before the commit, and an
+ * aborted batch makes all of them void. */
+typedef void (*chat_wake_fn)(void *ctx, uint64_t devid, uint64_t seq,
+                             const void *entry, size_t size,
+                             const chat_msg_rec_t *msg);
 
 /* Applies op inside the store's write transaction. Returns 0 (the op's
  * own answer is in *res) or an LMDB error, which fails the batch. */
@@ -155,6 +177,16 @@ int chat_op_apply(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
 int chat_mbox_append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid,
                           uint64_t skip, const void *e, size_t size,
                           chat_wake_fn wake, void *ctx);
+
+/*
+ * Encodes the event of one mailbox entry into sb as a frame: a 4-byte
+ * host-order length, then the map (the framing of CHAT_CONN_WIRE). `msg`
+ * (with its body after it) is required for CHAT_ENTRY_MSG and
+ * CHAT_ENTRY_COPY. Returns 0, 1 when the entry shows nothing (an unknown
+ * kind, a short record; sb is left as it was), or -ENOMEM. Any thread.
+ */
+int chat_entry_encode(msgpack_sbuffer *sb, uint64_t seq, const void *entry,
+                      size_t size, const chat_msg_rec_t *msg);
 
 /* ---- reads; any thread ---- */
 

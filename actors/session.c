@@ -197,6 +197,65 @@ static void pump(rt_actor_t *self, session_t *s)
         queue_pump(self, s);
 }
 
+/* Sends connection c the frames of entries from..to, found in a wake
+ * whose frames begin with entry `first`. */
+static void push_frames(session_t *s, sconn_t *c, const chat_mbox_wake_t *w,
+                        uint64_t from, uint64_t to)
+{
+    const uint8_t *p = w->frames, *end = w->frames + w->len, *start = NULL;
+    uint32_t len;
+
+    for (uint64_t seq = w->first; seq <= to; seq++) {
+        if ((size_t)(end - p) < sizeof(len))
+            return;
+        if (seq == from)
+            start = p;
+        memcpy(&len, p, sizeof(len));
+        if ((size_t)(end - p) - sizeof(len) < len)
+            return;
+        p += sizeof(len) + len;
+    }
+    if (!start)
+        return;
+    size_t bytes = (size_t)(p - start);
+    rt_msg_t *m =
+        rt_msg_new(CHAT_CONN_WIRE, (uint32_t)(sizeof(chat_wire_t) + bytes));
+    if (!m)
+        return;
+    chat_wire_t *cw = (chat_wire_t *)m->data;
+    *cw = (chat_wire_t){.len = (uint32_t)bytes, .max_seq = to};
+    memcpy(cw->frames, start, bytes);
+    CHAT_TRACE(s->sys, s->self, "session", s->user, "push",
+               "entries=%llu seq=%llu..%llu conn=%llu",
+               (unsigned long long)(to - from + 1), (unsigned long long)from,
+               (unsigned long long)to, (unsigned long long)c->id);
+    if (rt_send(s->sys, c->id, m) == 0)
+        c->pushed = to;
+}
+
+/* A commit appended to the mailbox. Connections that are up to date get
+ * the entries straight from the wake, within their window; any other
+ * (behind, or a wake without events) reads the mailbox. */
+static void on_wake(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
+{
+    const chat_mbox_wake_t *w = (const chat_mbox_wake_t *)msg->data;
+    uint64_t window = g_cfg->push_window;
+
+    if (msg->size < sizeof(*w) || msg->size - sizeof(*w) != w->len ||
+        w->first > w->last)
+        return pump(self, s);
+    for (uint32_t i = 0; i < s->nconns; i++) {
+        sconn_t *c = &s->conns[i];
+        uint64_t from = c->pushed + 1, to = s->acked + window;
+        if (to > w->last)
+            to = w->last;
+        if (from < w->first)
+            return pump(self, s);
+        if (from <= to)
+            push_frames(s, c, w, from, to);
+    }
+}
+
 /* What the group side (session_group.c) sees of the session. */
 static chat_sg_ctx_t sg_ctx(session_t *s)
 {
@@ -711,7 +770,7 @@ static int session_handle(rt_actor_t *self, rt_msg_t *msg)
         on_store_timeout(s, msg->ref);
         break;
     case CHAT_MBOX_WAKE:
-        pump(self, s);
+        on_wake(self, s, msg);
         break;
     case CHAT_SESS_PUMP:
         s->pump_queued = false;

@@ -48,7 +48,8 @@ int chat_db_open(const char *dir, uint64_t map_size, chat_db_t **out)
     mdb_env_set_maxdbs(db->env, 32);
     if ((rc = mdb_env_set_mapsize(db->env, (size_t)map_size)) != 0)
         goto fail_env;
-    if ((rc = mdb_env_open(db->env, dir, MDB_NOTLS, 0600)) != 0)
+    if ((rc = mdb_env_open(db->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600)) !=
+        0)
         goto fail_env;
     if ((rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0)
         goto fail_env;
@@ -264,31 +265,50 @@ typedef struct pending_op {
     uint64_t ref;
 } pending_op_t;
 
+/* A mailbox entry appended by the batch. When the device had a session
+ * as the entry was written, its event is encoded at frames[off], len
+ * bytes; len 0 means the session must read the mailbox itself. */
+typedef struct wake_rec {
+    uint64_t devid, seq;
+    uint32_t off, len;
+} wake_rec_t;
+
 typedef struct batch {
     chat_db_t *db;
+    rt_system_t *sys;
     size_t n, cap;
     pending_op_t *ops;
-    size_t nwake, capwake; /* devices whose mailbox grew */
-    uint64_t *wake;
+    size_t nwake, capwake;
+    wake_rec_t *wake;
+    msgpack_sbuffer frames; /* encoded events of wake records */
 } batch_t;
 
-/* Pool thread: remembers a device to wake after the commit. A failed
- * allocation only delays its delivery to the next wake or reconnect. */
-static void note_wake(void *ctx, uint64_t devid)
+/* Pool thread, inside the transaction: remembers an appended entry, and
+ * encodes its event now when its device has a session, so that the
+ * session need not read it back from LMDB. A failed allocation only
+ * sends the session to LMDB, or delays the entry to the next wake or
+ * reconnect. */
+static void note_wake(void *ctx, uint64_t devid, uint64_t seq,
+                      const void *entry, size_t size, const chat_msg_rec_t *msg)
 {
     batch_t *b = ctx;
 
-    if (b->nwake && b->wake[b->nwake - 1] == devid)
-        return;
     if (b->nwake == b->capwake) {
         size_t cap = b->capwake ? b->capwake * 2 : 64;
-        uint64_t *w = realloc(b->wake, cap * sizeof(*w));
+        wake_rec_t *w = realloc(b->wake, cap * sizeof(*w));
         if (!w)
             return;
         b->wake = w;
         b->capwake = cap;
     }
-    b->wake[b->nwake++] = devid;
+    wake_rec_t *r = &b->wake[b->nwake++];
+    *r = (wake_rec_t){.devid = devid, .seq = seq, .off = 0, .len = 0};
+    size_t at = b->frames.size;
+    if (at < UINT32_MAX / 2 && rt_whereis_key(b->sys, devid) &&
+        chat_entry_encode(&b->frames, seq, entry, size, msg) == 0) {
+        r->off = (uint32_t)at;
+        r->len = (uint32_t)(b->frames.size - at);
+    }
 }
 
 int chat_next_id(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
@@ -431,12 +451,13 @@ static int apply(batch_t *b, MDB_txn *txn, pending_op_t *p)
     return 0;
 }
 
-/* Thread pool: one transaction for the whole batch. An LMDB error fails
- * every write of the batch with -EIO; an op's own answer (-EEXIST,
- * -ENOENT) fails only that op. */
-static int commit_batch(void *arg)
+/* One transaction for the whole batch. An LMDB error fails every write
+ * of the batch with -EIO; an op's own answer (-EEXIST, -ENOENT) fails
+ * only that op. In sync=batch mode the commit writes and syncs the data
+ * pages but not the meta page (MDB_NOMETASYNC): the batch is durable
+ * only after the next commit or an explicit sync, see writer_run. */
+static int commit_batch(batch_t *b)
 {
-    batch_t *b = arg;
     MDB_txn *txn;
     int rc;
 
@@ -455,33 +476,17 @@ static int commit_batch(void *arg)
     return 0;
 }
 
-/* ---- the actor --------------------------------------------------------- */
-
-typedef struct store_state {
-    chat_db_t *db;
-    batch_t *next; /* writes waiting for the commit in flight */
-    bool committing;
-    uint64_t commits, writes;
-} store_state_t;
-
-static int start_commit(rt_actor_t *self)
+/* Whether a commit still needs mdb_env_sync() to be durable: not when
+ * the store runs with MDB_NOSYNC, where nothing is ever synced. */
+static bool needs_sync(chat_db_t *db)
 {
-    store_state_t *st = rt_state(self);
-    batch_t *b = st->next;
+    unsigned flags = 0;
 
-    if (st->committing || !b || b->n == 0)
-        return 0;
-    st->next = NULL;
-    st->committing = true;
-    int rc = rt_work(self, commit_batch, b, 0);
-    if (rc < 0) {
-        st->committing = false;
-        st->next = b;
-    }
-    return rc;
+    mdb_env_get_flags(db->env, &flags);
+    return !(flags & MDB_NOSYNC);
 }
 
-static void reply_all(rt_actor_t *self, batch_t *b, int result)
+static void reply_all(rt_system_t *sys, batch_t *b, int result)
 {
     for (size_t i = 0; i < b->n; i++) {
         pending_op_t *p = &b->ops[i];
@@ -498,30 +503,60 @@ static void reply_all(rt_actor_t *self, batch_t *b, int result)
                 memcpy(m->data, &p->cres, sizeof(p->cres));
             else
                 memcpy(m->data, &p->done, sizeof(p->done));
-            rt_reply(rt_system(self), &req, m);
+            rt_reply(sys, &req, m);
         }
     }
 }
 
-static int cmp_u64(const void *a, const void *b)
+static int cmp_wake(const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
+    const wake_rec_t *x = a, *y = b;
+
+    if (x->devid != y->devid)
+        return x->devid < y->devid ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* After a commit: each session whose mailbox grew reads it again. */
-static void wake_all(rt_actor_t *self, batch_t *b)
+/* The wake of one device from its records r[0..n): the encoded events
+ * when every entry has one and the seqs follow each other, else none. */
+static rt_msg_t *wake_msg(const batch_t *b, const wake_rec_t *r, size_t n)
 {
-    rt_system_t *sys = rt_system(self);
+    size_t len = 0;
 
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].len == 0 || (i && r[i].seq != r[i - 1].seq + 1))
+            return rt_msg_new(CHAT_MBOX_WAKE, 0);
+        len += r[i].len;
+    }
+    if (len > UINT32_MAX - sizeof(chat_mbox_wake_t))
+        return rt_msg_new(CHAT_MBOX_WAKE, 0);
+    rt_msg_t *m =
+        rt_msg_new(CHAT_MBOX_WAKE, (uint32_t)(sizeof(chat_mbox_wake_t) + len));
+    if (!m)
+        return rt_msg_new(CHAT_MBOX_WAKE, 0);
+    chat_mbox_wake_t *w = (chat_mbox_wake_t *)m->data;
+    *w = (chat_mbox_wake_t){
+        .first = r[0].seq, .last = r[n - 1].seq, .len = (uint32_t)len};
+    uint8_t *p = w->frames;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, b->frames.data + r[i].off, r[i].len);
+        p += r[i].len;
+    }
+    return m;
+}
+
+/* After a commit: one wake per session whose mailbox grew. */
+static void wake_all(rt_system_t *sys, batch_t *b)
+{
     if (b->nwake > 1)
-        qsort(b->wake, b->nwake, sizeof(*b->wake), cmp_u64);
-    for (size_t i = 0; i < b->nwake; i++) {
-        if (i && b->wake[i] == b->wake[i - 1])
-            continue;
-        rt_id_t s = rt_whereis_key(sys, b->wake[i]);
-        if (s)
-            rt_send_copy(sys, s, CHAT_MBOX_WAKE, NULL, 0);
+        qsort(b->wake, b->nwake, sizeof(*b->wake), cmp_wake);
+    for (size_t i = 0, j; i < b->nwake; i = j) {
+        for (j = i + 1; j < b->nwake && b->wake[j].devid == b->wake[i].devid;)
+            j++;
+        rt_id_t s = rt_whereis_key(sys, b->wake[i].devid);
+        rt_msg_t *m = s ? wake_msg(b, &b->wake[i], j - i) : NULL;
+        if (m)
+            rt_send(sys, s, m);
     }
 }
 
@@ -532,15 +567,113 @@ static void batch_free(batch_t *b)
             free(b->ops[i].chat);
         free(b->ops);
         free(b->wake);
+        msgpack_sbuffer_destroy(&b->frames);
         free(b);
     }
 }
 
+/*
+ * The writer: the store actor queues writes in `next`; one pool thread at
+ * a time runs writer_run, which takes the queue, commits it and answers
+ * its writers itself, and goes on with what arrived meanwhile until the
+ * queue is empty. So a busy store costs no round trip through a
+ * scheduler between two commits, and the writes of a commit are grouped
+ * while the previous one runs.
+ */
+typedef struct writer {
+    uv_mutex_t lock;
+    batch_t *next; /* writes waiting for the writer: under lock */
+    bool running;  /* a pool thread is in writer_run: under lock */
+    bool stopping; /* the actor ended: under lock */
+    chat_db_t *db;
+    rt_system_t *sys;
+} writer_t;
+
+/* Pool thread: a committed batch is durable; answer it and wake the
+ * sessions of the mailboxes it appended to. After the actor ended no one
+ * is left to answer. */
+static void finish(writer_t *w, batch_t *b, int result, bool stopping)
+{
+    if (result == 0) {
+        atomic_fetch_add_explicit(&store_commits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&store_writes, b->n, memory_order_relaxed);
+    }
+    if (!stopping) {
+        reply_all(w->sys, b, result);
+        if (result == 0)
+            wake_all(w->sys, b);
+    }
+    batch_free(b);
+}
+
+static int sync_env(writer_t *w)
+{
+    int rc = mdb_env_sync(w->db->env, 1);
+    return rc ? db_err("sync", rc) : 0;
+}
+
+/* Pool thread. With sync=batch, a commit (MDB_NOMETASYNC) leaves its meta
+ * page unsynced; the data sync of the next commit writes it out too. So
+ * while writes keep coming, the previous batch (`held`) is answered after
+ * the next commit, one fsync per batch; when the queue runs dry the held
+ * batch gets an explicit sync at once. */
+static int writer_run(void *arg)
+{
+    writer_t *w = arg;
+    batch_t *held = NULL;
+
+    for (;;) {
+        uv_mutex_lock(&w->lock);
+        batch_t *b = w->next;
+        bool stopping = w->stopping;
+        w->next = NULL;
+        if (!b && !held) {
+            w->running = false;
+            uv_mutex_unlock(&w->lock);
+            break;
+        }
+        uv_mutex_unlock(&w->lock);
+        if (!b) {
+            finish(w, held, sync_env(w), stopping);
+            held = NULL;
+            continue;
+        }
+        int rc = commit_batch(b);
+        if (held) {
+            /* a failed commit may not have synced anything */
+            finish(w, held, rc == 0 ? 0 : sync_env(w), stopping);
+            held = NULL;
+        }
+        if (rc == 0 && needs_sync(w->db))
+            held = b;
+        else
+            finish(w, b, rc, stopping);
+    }
+    /* the actor is gone and left the writer to the last one out */
+    uv_mutex_lock(&w->lock);
+    bool orphan = w->stopping;
+    uv_mutex_unlock(&w->lock);
+    if (orphan) {
+        uv_mutex_destroy(&w->lock);
+        free(w);
+    }
+    return 0;
+}
+
+/* ---- the actor --------------------------------------------------------- */
+
+typedef struct store_state {
+    writer_t *w;
+} store_state_t;
+
+/* Queues one write; starts the writer if it is idle. */
 static int add_write(rt_actor_t *self, rt_msg_t *msg)
 {
     store_state_t *st = rt_state(self);
+    writer_t *w = st->w;
     bool chat = msg->type == CHAT_STORE_CHAT;
     chat_op_t *op = NULL;
+    int rc = 0;
 
     if (chat) {
         if (msg->size < sizeof(chat_op_t) ||
@@ -554,18 +687,25 @@ static int add_write(rt_actor_t *self, rt_msg_t *msg)
     } else if (msg->size != sizeof(chat_store_op_t)) {
         return 0;
     }
-    if (!st->next && !(st->next = calloc(1, sizeof(batch_t))))
-        return RT_ENOMEM;
-    batch_t *b = st->next;
-    if (b->n == b->cap) {
+    uv_mutex_lock(&w->lock);
+    if (!w->next && (w->next = calloc(1, sizeof(batch_t)))) {
+        w->next->db = w->db;
+        w->next->sys = w->sys;
+        msgpack_sbuffer_init(&w->next->frames);
+    }
+    batch_t *b = w->next;
+    if (b && b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
         pending_op_t *ops = realloc(b->ops, cap * sizeof(*ops));
-        if (!ops) {
-            free(op);
-            return RT_ENOMEM;
+        if (ops) {
+            b->ops = ops;
+            b->cap = cap;
         }
-        b->ops = ops;
-        b->cap = cap;
+    }
+    if (!b || b->n == b->cap) {
+        uv_mutex_unlock(&w->lock);
+        free(op);
+        return RT_ENOMEM;
     }
     pending_op_t *p = &b->ops[b->n++];
     memset(p, 0, sizeof(*p));
@@ -575,15 +715,32 @@ static int add_write(rt_actor_t *self, rt_msg_t *msg)
         memcpy(&p->op, msg->data, sizeof(p->op));
     p->from = msg->from;
     p->ref = msg->ref;
-    b->db = st->db;
-    return start_commit(self);
+    bool start = !w->running;
+    w->running = true;
+    uv_mutex_unlock(&w->lock);
+    if (start && (rc = rt_work(self, writer_run, w, 0)) < 0) {
+        /* the queue stays; the next write tries again */
+        uv_mutex_lock(&w->lock);
+        w->running = false;
+        uv_mutex_unlock(&w->lock);
+    }
+    return rc < 0 ? rc : RT_CONTINUE;
 }
 
 static int store_init(rt_actor_t *self, void *arg)
 {
     store_state_t *st = rt_state(self);
+    writer_t *w = calloc(1, sizeof(*w));
 
-    st->db = arg;
+    if (!w)
+        return RT_ENOMEM;
+    if (uv_mutex_init(&w->lock) < 0) {
+        free(w);
+        return RT_ENOMEM;
+    }
+    w->db = arg;
+    w->sys = rt_system(self);
+    st->w = w;
     return rt_register(rt_system(self), CHAT_STORE_NAME, rt_self(self));
 }
 
@@ -594,22 +751,22 @@ static int store_handle(rt_actor_t *self, rt_msg_t *msg)
     if (msg->type == CHAT_STORE_WRITE || msg->type == CHAT_STORE_CHAT)
         return add_write(self, msg);
     if (msg->type == RT_MSG_WORK_DONE) {
+        /* writer_run always returns 0; an error here means the pool
+         * never ran it, so the writer is idle and must be started anew */
         rt_work_done_t d;
         memcpy(&d, msg->data, sizeof(d));
-        batch_t *b = d.arg;
-        st->committing = false;
-        st->commits++;
-        st->writes += b->n;
-        if (d.result == 0) {
-            atomic_fetch_add_explicit(&store_commits, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&store_writes, b->n,
-                                      memory_order_relaxed);
+        if (d.result < 0) {
+            writer_t *w = st->w;
+            uv_mutex_lock(&w->lock);
+            bool again = w->next != NULL;
+            w->running = again;
+            uv_mutex_unlock(&w->lock);
+            if (again && rt_work(self, writer_run, w, 0) < 0) {
+                uv_mutex_lock(&w->lock);
+                w->running = false;
+                uv_mutex_unlock(&w->lock);
+            }
         }
-        reply_all(self, b, d.result);
-        if (d.result == 0)
-            wake_all(self, b);
-        batch_free(b);
-        return start_commit(self);
     }
     return RT_CONTINUE;
 }
@@ -617,24 +774,50 @@ static int store_handle(rt_actor_t *self, rt_msg_t *msg)
 static void store_terminate(rt_actor_t *self, int reason)
 {
     store_state_t *st = rt_state(self);
+    writer_t *w = st->w;
+    uint64_t commits, writes;
 
+    chat_store_counters(&commits, &writes);
     rt_log(RT_LOG_INFO, "store", "event=stats commits=%llu writes=%llu",
-           (unsigned long long)st->commits, (unsigned long long)st->writes);
-    /* Writes not yet committed are answered, so no one waits for them;
-     * a batch in flight on the pool is lost with its WORK_DONE. */
-    if (st->next) {
-        reply_all(self, st->next, -EIO);
-        batch_free(st->next);
+           (unsigned long long)commits, (unsigned long long)writes);
+    if (!w)
+        return;
+    /* Writes not yet taken by the writer are answered, so no one waits
+     * for them; a batch the writer is committing is not answered. */
+    uv_mutex_lock(&w->lock);
+    batch_t *b = w->next;
+    w->next = NULL;
+    w->stopping = true;
+    bool running = w->running;
+    uv_mutex_unlock(&w->lock);
+    if (b) {
+        reply_all(rt_system(self), b, -EIO);
+        batch_free(b);
+    }
+    if (!running) {
+        uv_mutex_destroy(&w->lock);
+        free(w);
     }
 }
 
 static void store_describe(rt_actor_t *self, char *buf, size_t len)
 {
     store_state_t *st = rt_state(self);
+    writer_t *w = st->w;
+    uint64_t commits, writes;
+    size_t waiting = 0;
+    bool running = false;
 
+    chat_store_counters(&commits, &writes);
+    if (w) {
+        uv_mutex_lock(&w->lock);
+        waiting = w->next ? w->next->n : 0;
+        running = w->running;
+        uv_mutex_unlock(&w->lock);
+    }
     snprintf(buf, len, "commits=%llu writes=%llu waiting=%zu committing=%d",
-             (unsigned long long)st->commits, (unsigned long long)st->writes,
-             st->next ? st->next->n : 0, st->committing);
+             (unsigned long long)commits, (unsigned long long)writes, waiting,
+             running);
 }
 
 const rt_behaviour_t chat_store_behaviour = {
