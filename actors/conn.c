@@ -55,16 +55,26 @@ typedef enum conn_phase {
 
 typedef struct conn conn_t;
 
+/* A login or resume reply held until the session is attached. */
+typedef struct conn_login {
+    uint64_t re;
+    uint32_t op, len;
+    uint8_t wire[];
+} conn_login_t;
+
 /* Output waiting for the end of the loop iteration; handed to uv_write()
  * itself when the socket does not take it all. */
 typedef struct conn_write {
     uv_write_t req;
+    conn_t *dirty_next; /* while queued on the loop's dirty list */
     uint32_t len, cap;
     char data[];
 } conn_write_t;
 
 typedef struct conn_loop {
     uv_loop_t *loop;
+    rt_system_t *sys;
+    const chat_listener_args_t *la; /* of the listener on this loop */
     uint64_t tick_ms;
     uv_timer_t tick;
     uv_check_t flush;
@@ -78,12 +88,10 @@ typedef struct conn_loop {
 static conn_loop_t *loops[MAX_LOOPS];
 
 struct conn {
-    rt_system_t *sys;
+    conn_loop_t *cl; /* its loop's shared part: system, listener args */
     rt_id_t id;
-    const chat_listener_args_t *la;
     uv_tcp_t *tcp;
-    conn_loop_t *cl;
-    conn_t *next, *prev, *dirty_next;
+    conn_t *next, *prev;
     conn_write_t *out; /* NULL while nothing is queued */
     uv_shutdown_t *shut;
     ws_conn_t ws;
@@ -95,14 +103,11 @@ struct conn {
     /* the device's session, once attached (see session.h) */
     rt_id_t sess;
     uint64_t sess_mon;
-    int64_t start_ref; /* rt_sup_start_child_async in flight */
-    uint64_t after;    /* resume: the client's `after` */
-    uint64_t seq_seen; /* highest mailbox seq forwarded */
-    uint32_t inflight; /* requests forwarded to the session */
-    uint32_t retries;  /* of finding the session */
-    uint8_t *login;    /* the login or resume reply, held until attached */
-    uint32_t login_len, login_op;
-    uint64_t login_re;
+    int64_t start_ref;   /* rt_sup_start_child_async in flight */
+    uint64_t seq_seen;   /* highest mailbox seq forwarded, or resume's after */
+    uint32_t inflight;   /* requests forwarded to the session */
+    uint32_t retries;    /* of finding the session */
+    conn_login_t *login; /* the login or resume reply, until attached */
     struct {
         uint64_t reqid, deadline;
     } acc[ACC_SLOTS];
@@ -126,7 +131,7 @@ static void conn_stop(conn_t *c)
         return;
     c->phase = CP_DEAD;
     uv_read_stop((uv_stream_t *)c->tcp);
-    rt_send_copy(c->sys, c->id, CHAT_CONN_STOP, NULL, 0);
+    rt_send_copy(c->cl->sys, c->id, CHAT_CONN_STOP, NULL, 0);
 }
 
 static void conn_flush(conn_t *c);
@@ -202,6 +207,18 @@ static void on_written(uv_write_t *req, int status)
     free(req->data);
 }
 
+/* Takes c off its loop's dirty list: a walk, but the list holds only the
+ * connections written to since the last check. */
+static void dirty_remove(conn_t *c)
+{
+    for (conn_t **p = &c->cl->dirty; *p; p = &(*p)->out->dirty_next)
+        if (*p == c) {
+            *p = c->out->dirty_next;
+            break;
+        }
+    c->dirty = 0;
+}
+
 /* Writes c->out now: what the socket does not take is handed to libuv. */
 static void conn_flush(conn_t *c)
 {
@@ -211,6 +228,8 @@ static void conn_flush(conn_t *c)
 
     if (!w)
         return;
+    if (c->dirty)
+        dirty_remove(c);
     c->out = NULL;
     if (c->phase == CP_DEAD) {
         free(w);
@@ -244,8 +263,7 @@ static void on_flush(uv_check_t *h)
     conn_t *c;
 
     while ((c = cl->dirty)) {
-        cl->dirty = c->dirty_next;
-        c->dirty_next = NULL;
+        cl->dirty = c->out->dirty_next;
         c->dirty = 0;
         conn_flush(c);
     }
@@ -259,11 +277,11 @@ static int on_write(void *user, const uint8_t *data, size_t len, bool more)
 
     if (c->phase == CP_DEAD)
         return -EPIPE;
-    CHAT_TRACE(c->sys, c->id, "conn", c->user, "out", "bytes=%zu", len);
+    CHAT_TRACE(c->cl->sys, c->id, "conn", c->user, "out", "bytes=%zu", len);
     if (rt_fault("ws.write") == RT_FAULT_FAIL)
         return -EIO;
     size_t queued = c->tcp->write_queue_size + (w ? w->len : 0) + len;
-    if (queued > c->la->cfg->send_queue_max)
+    if (queued > c->cl->la->cfg->send_queue_max)
         c->slow = 1; /* queued all the same: cut after this event */
     if (queued > UINT32_MAX)
         return -ENOMEM;
@@ -283,7 +301,7 @@ static int on_write(void *user, const uint8_t *data, size_t len, bool more)
     w->len += (uint32_t)len;
     if (!c->dirty) {
         c->dirty = 1;
-        c->dirty_next = c->cl->dirty;
+        w->dirty_next = c->cl->dirty;
         c->cl->dirty = c;
     }
     return 0;
@@ -362,7 +380,7 @@ static void to_accounts(conn_t *c, const proto_req_t *req)
         break;
     case PROTO_OP_RESUME:
         a.token_len = req->u.resume.token.len;
-        c->after = req->u.resume.after;
+        c->seq_seen = req->u.resume.after; /* where the session starts */
         memcpy(a.token, req->u.resume.token.ptr, a.token_len);
         break;
     case PROTO_OP_DEVICE_REVOKE:
@@ -372,8 +390,8 @@ static void to_accounts(conn_t *c, const proto_req_t *req)
         break;
     }
     peer_addr(c, a.addr, sizeof(a.addr));
-    rt_id_t acc = rt_whereis(c->sys, CHAT_ACCOUNTS_NAME);
-    int rc = acc ? rt_send_copy(c->sys, acc, CHAT_ACC_REQ, &a, sizeof(a))
+    rt_id_t acc = rt_whereis(c->cl->sys, CHAT_ACCOUNTS_NAME);
+    int rc = acc ? rt_send_copy(c->cl->sys, acc, CHAT_ACC_REQ, &a, sizeof(a))
                  : RT_ENOPROC;
     sodium_memzero(&a, sizeof(a));
     if (rc == RT_EFULL)
@@ -388,7 +406,7 @@ static void to_accounts(conn_t *c, const proto_req_t *req)
 /* Token bucket in milli-requests. Returns 0, or the ms to wait. */
 static uint64_t rate_wait(conn_t *c)
 {
-    const chat_config_t *cfg = c->la->cfg;
+    const chat_config_t *cfg = c->cl->la->cfg;
     uint64_t now = uv_now(c->tcp->loop), cap = cfg->request_burst * 1000ull;
 
     c->bucket += (now - c->bucket_at) * cfg->request_rate;
@@ -531,7 +549,7 @@ static void to_session(conn_t *c, const proto_req_t *req)
     q->has = req->has;
     q->nusers = names.count;
     fill_session_req(q, req);
-    int rc = rt_send(c->sys, c->sess, m);
+    int rc = rt_send(c->cl->sys, c->sess, m);
     if (rc == RT_EFULL)
         return send_err(c, req->id, PROTO_E_BUSY, "session busy", 100);
     if (rc < 0)
@@ -542,7 +560,7 @@ static void to_session(conn_t *c, const proto_req_t *req)
 
 static void on_request(conn_t *c, const proto_req_t *req)
 {
-    const chat_config_t *cfg = c->la->cfg;
+    const chat_config_t *cfg = c->cl->la->cfg;
     msgpack_sbuffer sb;
 
     if (proto_op_needs_session(req->op) && !c->uid)
@@ -588,7 +606,7 @@ static void on_message(void *user, const uint8_t *msg, size_t len)
     if (!decoder)
         return send_err(c, 0, PROTO_E_INTERNAL, "out of memory", 0);
     int rc = proto_decode_req(decoder, msg, len, &req);
-    CHAT_TRACE(c->sys, c->id, "conn", c->user, "in",
+    CHAT_TRACE(c->cl->sys, c->id, "conn", c->user, "in",
                "op=%s id=%llu bytes=%zu result=%d", proto_op_name(req.op),
                (unsigned long long)req.id, len, rc);
     uint64_t wait = rate_wait(c); /* bad requests count too */
@@ -604,7 +622,7 @@ static void on_message(void *user, const uint8_t *msg, size_t len)
         send_sb(c, &sb);
     msgpack_sbuffer_destroy(&sb);
     c->bad = rc == -PROTO_E_MALFORMED ? c->bad + 1 : 0;
-    if (c->bad >= c->la->cfg->max_bad_frames) {
+    if (c->bad >= c->cl->la->cfg->max_bad_frames) {
         rt_log(RT_LOG_INFO, "conn", "id=%llu event=too_many_bad_requests",
                (unsigned long long)c->id);
         conn_close(c, WS_CLOSE_POLICY, "too many malformed requests");
@@ -649,7 +667,7 @@ static void expire_accounts(conn_t *c, uint64_t now)
 
 static void conn_tick(conn_t *c, uint64_t now)
 {
-    const chat_config_t *cfg = c->la->cfg;
+    const chat_config_t *cfg = c->cl->la->cfg;
     uint64_t quiet = now - c->last_rx;
 
     if (c->phase == CP_CLOSING || c->phase == CP_ENDING) {
@@ -704,7 +722,8 @@ static uint64_t tick_ms(const chat_config_t *cfg)
 
 /* The loop's shared handles, made on first use. NULL when out of memory
  * or past MAX_LOOPS schedulers. */
-static conn_loop_t *conn_loop(uv_loop_t *loop, const chat_listener_args_t *la)
+static conn_loop_t *conn_loop(uv_loop_t *loop, rt_system_t *sys,
+                              const chat_listener_args_t *la)
 {
     conn_loop_t *cl;
 
@@ -717,6 +736,8 @@ static conn_loop_t *conn_loop(uv_loop_t *loop, const chat_listener_args_t *la)
     if (!(cl = calloc(1, sizeof(*cl))))
         return NULL;
     cl->loop = loop;
+    cl->sys = sys;
+    cl->la = la;
     uv_timer_init(loop, &cl->tick);
     uv_check_init(loop, &cl->flush);
     cl->tick.data = cl->flush.data = cl;
@@ -741,9 +762,11 @@ static int conn_init(rt_actor_t *self, void *arg)
 
     free(arg);
     c->counted = 1; /* the slot chat_conn_reserve() took is ours now */
-    c->sys = rt_system(self);
     c->id = rt_self(self);
-    c->la = a.la;
+    if (!(c->cl = conn_loop(loop, rt_system(self), a.la))) {
+        close(a.fd);
+        return RT_ENOMEM;
+    }
     c->tcp = rt_handle_new(self, sizeof(uv_tcp_t));
     if (!c->tcp || uv_tcp_init(loop, c->tcp) < 0) {
         close(a.fd);
@@ -755,11 +778,9 @@ static int conn_init(rt_actor_t *self, void *arg)
         return RT_EINVAL;
     }
     uv_tcp_nodelay(c->tcp, 1);
-    if (!(c->cl = conn_loop(loop, c->la)))
-        return RT_ENOMEM;
-    ws_conn_init_server(&c->ws, &c->la->ws, c);
+    ws_conn_init_server(&c->ws, &c->cl->la->ws, c);
     c->last_rx = c->bucket_at = uv_now(loop);
-    c->bucket = c->la->cfg->request_burst * 1000ull;
+    c->bucket = c->cl->la->cfg->request_burst * 1000ull;
     if (!c->cl->all)
         uv_timer_start(&c->cl->tick, on_loop_tick, c->cl->tick_ms,
                        c->cl->tick_ms);
@@ -778,7 +799,6 @@ static void free_login(conn_t *c)
 {
     free(c->login);
     c->login = NULL;
-    c->login_len = 0;
 }
 
 /* The session could not be found or started: a pending login fails as a
@@ -792,10 +812,11 @@ static void sess_failed(conn_t *c)
     c->sess = 0;
     if (!c->login)
         return;
-    send_err(c, c->login_re, PROTO_E_INTERNAL, "session unavailable; retry", 0);
+    send_err(c, c->login->re, PROTO_E_INTERNAL, "session unavailable; retry",
+             0);
     free_login(c);
     chat_device_name(c->devid, name);
-    rt_unregister(c->sys, name);
+    rt_unregister(c->cl->sys, name);
     c->uid = c->devid = 0;
     c->user[0] = '\0';
 }
@@ -804,10 +825,9 @@ static void sess_find(rt_actor_t *self, conn_t *c);
 
 static void sess_attach(rt_actor_t *self, conn_t *c, rt_id_t id)
 {
-    chat_sess_attach_t a = {.conn = c->id,
-                            .after = c->seq_seen ? c->seq_seen : c->after};
+    chat_sess_attach_t a = {.conn = c->id, .after = c->seq_seen};
 
-    if (rt_send_copy(c->sys, id, CHAT_SESS_ATTACH, &a, sizeof(a)) < 0)
+    if (rt_send_copy(c->cl->sys, id, CHAT_SESS_ATTACH, &a, sizeof(a)) < 0)
         sess_find(self, c);
 }
 
@@ -816,13 +836,13 @@ static void sess_attach(rt_actor_t *self, conn_t *c, rt_id_t id)
 static void sess_find(rt_actor_t *self, conn_t *c)
 {
     chat_session_arg_t *a;
-    rt_id_t id = rt_whereis_key(c->sys, c->devid), sup;
+    rt_id_t id = rt_whereis_key(c->cl->sys, c->devid), sup;
 
     if (c->retries++ >= SESS_RETRIES)
         return sess_failed(c);
     if (id)
         return sess_attach(self, c, id);
-    sup = rt_whereis(c->sys, CHAT_SESSIONS_NAME);
+    sup = rt_whereis(c->cl->sys, CHAT_SESSIONS_NAME);
     if (!sup || !(a = calloc(1, sizeof(*a))))
         return sess_failed(c);
     a->uid = c->uid;
@@ -847,7 +867,7 @@ static void on_sess_started(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
     if (r.err < 0 || !r.child)
         return sess_failed(c);
     /* a session of this device that registered first wins */
-    rt_id_t owner = rt_whereis_key(c->sys, c->devid);
+    rt_id_t owner = rt_whereis_key(c->cl->sys, c->devid);
     sess_attach(self, c, owner ? owner : r.child);
 }
 
@@ -868,15 +888,15 @@ static void on_attached(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
     c->retries = 0;
     if (!c->login)
         return;
-    if (c->login_op == PROTO_OP_RESUME) {
+    if (c->login->op == PROTO_OP_RESUME) {
         /* the reply carries the acked seq that only the session knows */
         msgpack_sbuffer_init(&sb);
-        if (proto_enc_resume_ok(&sb, c->login_re, proto_cstr(c->user), c->devid,
-                                a.acked) == 0)
+        if (proto_enc_resume_ok(&sb, c->login->re, proto_cstr(c->user),
+                                c->devid, a.acked) == 0)
             send_sb(c, &sb);
         msgpack_sbuffer_destroy(&sb);
     } else if (c->phase == CP_OPEN) {
-        after_io(c, ws_send(&c->ws, c->login, c->login_len));
+        after_io(c, ws_send(&c->ws, c->login->wire, c->login->len));
     }
     free_login(c);
 }
@@ -908,12 +928,13 @@ static void on_wire(conn_t *c, const rt_msg_t *msg)
 static void sess_leave(rt_actor_t *self, conn_t *c)
 {
     if (c->sess)
-        rt_send_copy(c->sys, c->sess, CHAT_SESS_DETACH, &c->id, sizeof(c->id));
+        rt_send_copy(c->cl->sys, c->sess, CHAT_SESS_DETACH, &c->id,
+                     sizeof(c->id));
     if (c->sess_mon)
         rt_demonitor(self, c->sess_mon);
     c->sess = 0;
     c->sess_mon = 0;
-    c->seq_seen = c->after = 0;
+    c->seq_seen = 0;
 }
 
 static void on_acc_reply(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
@@ -935,15 +956,15 @@ static void on_acc_reply(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
         chat_device_name(c->devid, name);
         /* TODO: a second connection of one device is not registered, so
          * only the first hears of a revocation; sessions will fix it. */
-        rt_register(c->sys, name, c->id);
+        rt_register(c->cl->sys, name, c->id);
         /* the reply waits until the session is attached, so that it goes
          * out before the mailbox entries the session pushes */
         free_login(c);
-        if ((c->login = malloc(r->wire_len ? r->wire_len : 1))) {
-            memcpy(c->login, r->wire, r->wire_len);
-            c->login_len = r->wire_len;
-            c->login_op = r->op;
-            c->login_re = r->reqid;
+        if ((c->login = malloc(sizeof(*c->login) + r->wire_len))) {
+            memcpy(c->login->wire, r->wire, r->wire_len);
+            c->login->len = r->wire_len;
+            c->login->op = r->op;
+            c->login->re = r->reqid;
             c->retries = 0;
             sess_find(self, c);
             return;
@@ -951,7 +972,7 @@ static void on_acc_reply(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
     } else if (r->code == 0 && r->op == PROTO_OP_LOGOUT) {
         sess_leave(self, c);
         chat_device_name(c->devid, name);
-        rt_unregister(c->sys, name);
+        rt_unregister(c->cl->sys, name);
         c->uid = c->devid = 0;
         c->user[0] = '\0';
     }
@@ -1029,22 +1050,19 @@ static void conn_terminate(rt_actor_t *self, int reason)
 
     if (c->counted)
         atomic_fetch_sub_explicit(&chat_conn_live, 1, memory_order_relaxed);
-    if (!c->tcp || !c->la)
+    if (!c->cl || !c->tcp)
         return;
     if (c->cl) {
         if (c->prev)
             c->prev->next = c->next;
-        else
+        else if (c->cl->all == c)
             c->cl->all = c->next;
         if (c->next)
             c->next->prev = c->prev;
         if (!c->cl->all)
             uv_timer_stop(&c->cl->tick);
-        for (conn_t **p = &c->cl->dirty; c->dirty && *p; p = &(*p)->dirty_next)
-            if (*p == c) {
-                *p = c->dirty_next;
-                c->dirty = 0;
-            }
+        if (c->dirty)
+            dirty_remove(c);
     }
     free(c->out);
     c->out = NULL;
@@ -1052,7 +1070,7 @@ static void conn_terminate(rt_actor_t *self, int reason)
         c->shut->data = NULL; /* its callback may run after we are gone */
     free_login(c);
     ws_conn_free(&c->ws);
-    CHAT_TRACE(c->sys, c->id, "conn", c->user, "end", "reason=\"%s\"",
+    CHAT_TRACE(c->cl->sys, c->id, "conn", c->user, "end", "reason=\"%s\"",
                rt_strerror(reason));
 }
 

@@ -41,8 +41,11 @@ typedef struct session {
     rt_id_t self;
     uint64_t uid, devid;
     char user[PROTO_MAX_NAME + 1];
-    sconn_t conns[MAX_CONNS];
-    uint32_t nconns;
+    /* one connection is the common case: it sits in `one`; a second one
+     * moves them all to the heap (MAX_CONNS at most) */
+    sconn_t *conns;
+    uint32_t nconns, capconns;
+    sconn_t one;
     uint64_t acked;
     pend_t *pend;
     uint32_t npend, cappend;
@@ -51,8 +54,12 @@ typedef struct session {
     bool online;
     bool dup;      /* another session holds the key: forward and end */
     chat_sg_t *sg; /* the streams of the user's groups */
-    rt_id_t conn_ids[MAX_CONNS];
 } session_t;
+
+/* The ids of a session's connections, as sg_ctx() hands them to
+ * session_group.c during one handler call: one array per scheduler
+ * thread rather than MAX_CONNS ids in every session. */
+static _Thread_local rt_id_t conn_ids[MAX_CONNS];
 
 static const chat_config_t *g_cfg;
 static chat_db_t *g_db;
@@ -260,12 +267,12 @@ static void on_wake(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
 static chat_sg_ctx_t sg_ctx(session_t *s)
 {
     for (uint32_t i = 0; i < s->nconns; i++)
-        s->conn_ids[i] = s->conns[i].id;
+        conn_ids[i] = s->conns[i].id;
     return (chat_sg_ctx_t){.sys = s->sys,
                            .uid = s->uid,
                            .devid = s->devid,
                            .user = s->user,
-                           .conns = s->conn_ids,
+                           .conns = conn_ids,
                            .nconns = s->nconns,
                            .window = g_cfg->push_window};
 }
@@ -281,6 +288,23 @@ static void presence_note(session_t *s, uint32_t type)
         return;
     memcpy(m.user, s->user, sizeof(m.user));
     rt_send_copy(s->sys, p, type, &m, sizeof(m));
+}
+
+/* Room for one more connection. Returns false when out of memory. Only
+ * the inline slot is ever full here: attach() evicts the oldest of
+ * MAX_CONNS before it asks. */
+static bool conns_room(session_t *s)
+{
+    sconn_t *v;
+
+    if (s->nconns < s->capconns)
+        return true;
+    if (!(v = malloc(MAX_CONNS * sizeof(*v))))
+        return false;
+    v[0] = s->one;
+    s->conns = v;
+    s->capconns = MAX_CONNS;
+    return true;
 }
 
 static void attach(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
@@ -302,6 +326,10 @@ static void attach(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
         memmove(&s->conns[0], &s->conns[1],
                 (MAX_CONNS - 1) * sizeof(s->conns[0]));
         s->nconns--;
+    }
+    if (!c && !conns_room(s)) {
+        rt_send_copy(s->sys, a.conn, CHAT_SESS_DETACH, NULL, 0);
+        return;
     }
     if (!c) {
         c = &s->conns[s->nconns++];
@@ -706,6 +734,8 @@ static int session_init(rt_actor_t *self, void *arg)
     chat_mhead_t h;
 
     s->arg = arg;
+    s->conns = &s->one;
+    s->capconns = 1;
     s->sys = rt_system(self);
     s->self = rt_self(self);
     s->uid = s->arg->uid;
@@ -802,6 +832,8 @@ static void session_terminate(rt_actor_t *self, int reason)
     free(s->pend);
     chat_sg_ctx_t gc = sg_ctx(s);
     chat_sg_free(s->sg, &gc);
+    if (s->conns != &s->one)
+        free(s->conns);
     /* A transient child is restarted after a crash with the same arg. */
     if (rt_reason_is_normal(reason))
         free(s->arg);
