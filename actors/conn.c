@@ -590,6 +590,16 @@ static void on_request(conn_t *c, const proto_req_t *req)
     }
 }
 
+/* Each scheduler thread's decoder goes with the thread. */
+static void free_decoder(void)
+{
+    if (decoder) {
+        proto_dec_free(decoder);
+        free(decoder);
+        decoder = NULL;
+    }
+}
+
 static void on_message(void *user, const uint8_t *msg, size_t len)
 {
     conn_t *c = user;
@@ -598,10 +608,15 @@ static void on_message(void *user, const uint8_t *msg, size_t len)
 
     if (c->phase != CP_OPEN)
         return;
-    if (!decoder && (decoder = malloc(sizeof(*decoder))) &&
-        proto_dec_init(decoder) < 0) {
-        free(decoder);
-        decoder = NULL;
+    if (!decoder) {
+        /* once per scheduler thread */
+        if ((decoder = malloc(sizeof(*decoder))) &&
+            proto_dec_init(decoder) < 0) {
+            free(decoder);
+            decoder = NULL;
+        }
+        if (decoder)
+            rt_thread_cleanup(free_decoder);
     }
     if (!decoder)
         return send_err(c, 0, PROTO_E_INTERNAL, "out of memory", 0);

@@ -170,6 +170,12 @@ void rt_system_stop(rt_system_t *sys);
 
 int rt_system_schedulers(const rt_system_t *sys);
 
+/* Registers fn to run on every scheduler thread just before it exits, for
+ * what a library keeps per thread (a decoder, a buffer). Registering the
+ * same fn again does nothing. At most 16 functions. 0, RT_ELIMIT. Any
+ * thread. */
+int rt_thread_cleanup(void (*fn)(void));
+
 /* The actor running on this thread now, or NULL outside any handler. */
 rt_actor_t *rt_current(void);
 

@@ -31,6 +31,47 @@
 #include <unistd.h>
 
 static _Thread_local rt_sched_t *this_sched;
+
+#define MAX_CLEANUPS 16
+static uv_mutex_t cleanup_lock;
+static uv_once_t cleanup_once = UV_ONCE_INIT;
+static void (*cleanups[MAX_CLEANUPS])(void);
+static int ncleanups;
+
+static void cleanup_init(void)
+{
+    uv_mutex_init(&cleanup_lock);
+}
+
+int rt_thread_cleanup(void (*fn)(void))
+{
+    uv_once(&cleanup_once, cleanup_init);
+    int rc = 0;
+    uv_mutex_lock(&cleanup_lock);
+    int i;
+    for (i = 0; i < ncleanups && cleanups[i] != fn; i++)
+        ;
+    if (i == ncleanups) {
+        if (ncleanups < MAX_CLEANUPS)
+            cleanups[ncleanups++] = fn;
+        else
+            rc = RT_ELIMIT;
+    }
+    uv_mutex_unlock(&cleanup_lock);
+    return rc;
+}
+
+static void run_cleanups(void)
+{
+    uv_once(&cleanup_once, cleanup_init);
+    uv_mutex_lock(&cleanup_lock);
+    int n = ncleanups;
+    void (*fns[MAX_CLEANUPS])(void);
+    memcpy(fns, cleanups, sizeof(fns));
+    uv_mutex_unlock(&cleanup_lock);
+    for (int i = 0; i < n; i++)
+        fns[i]();
+}
 static _Thread_local rt_actor_t *this_actor;
 
 rt_sched_t *rt__this_sched(void)
@@ -435,6 +476,7 @@ static void sched_main(void *arg)
         atomic_fetch_sub(&sys->nsleeping, 1);
     }
     rt__quiescent(s, false);
+    run_cleanups();
     rt__msg_cache_flush();
     rt__set_this_sched(NULL);
 }
