@@ -135,6 +135,7 @@ typedef struct member {
     uint64_t uid, joined, delivered, read;
     uint32_t flags, ndevs;
     uint64_t devs[MAX_DEVS];
+    rt_id_t sess[MAX_DEVS]; /* the session last found for devs[i], or 0 */
     char name[CHAT_NAME_CAP];
 } member_t;
 
@@ -202,8 +203,10 @@ static void add_dev(void *ctx, uint64_t devid)
     for (uint32_t i = 0; i < m->ndevs; i++)
         if (m->devs[i] == devid)
             return;
-    if (m->ndevs < MAX_DEVS)
+    if (m->ndevs < MAX_DEVS) {
+        m->sess[m->ndevs] = 0;
         m->devs[m->ndevs++] = devid;
+    }
 }
 
 static void load_member(void *ctx, uint64_t uid, const chat_gmember_t *gm)
@@ -286,11 +289,18 @@ static int load(group_t *g)
 /* ---- fan-out ---------------------------------------------------------------
  */
 
-static void to_devices(group_t *g, const member_t *m, uint32_t type,
-                       const void *data, uint32_t size)
+/* Sends to the session of each device of m that is online. The session
+ * found in the registry is remembered, so that a fan-out takes no lock
+ * per member; ids are never reused, so a remembered session that ended
+ * refuses the send and the registry is asked again. */
+static void to_devices(group_t *g, member_t *m, uint32_t type, const void *data,
+                       uint32_t size)
 {
     for (uint32_t i = 0; i < m->ndevs; i++) {
-        rt_id_t s = rt_whereis_key(g->sys, m->devs[i]);
+        rt_id_t s = m->sess[i];
+        if (s && rt_send_copy(g->sys, s, type, data, size) != RT_ENOPROC)
+            continue;
+        m->sess[i] = s = rt_whereis_key(g->sys, m->devs[i]);
         if (s)
             rt_send_copy(g->sys, s, type, data, size);
     }
@@ -303,13 +313,15 @@ static void wake_all(group_t *g, const char *also)
         to_devices(g, &g->m[i], CHAT_GROUP_WAKE, &g->gid, sizeof(g->gid));
     uint64_t uid;
     if (also && also[0] && chat_db_uid(g_db, also, &uid) == 0) {
-        member_t tmp = {.uid = uid};
+        member_t tmp = {.uid = uid, .ndevs = 0};
         chat_db_each_device(g_db, uid, add_dev, &tmp);
         to_devices(g, &tmp, CHAT_GROUP_WAKE, &g->gid, sizeof(g->gid));
     }
 }
 
-/* Pushes stream entry gseq, encoded once, to the devices of the members. */
+/* Pushes stream entry gseq to the devices of the members: read and
+ * encoded once, framed as a connection writes it, and the same bytes go
+ * to every session, which hands them on without decoding them. */
 static void push_entry(group_t *g, uint64_t gseq)
 {
     msgpack_sbuffer sb;
@@ -317,13 +329,12 @@ static void push_entry(group_t *g, uint64_t gseq)
 
     msgpack_sbuffer_init(&sb);
     if (chat_db_glog_encode(g_db, g->gid, gseq, gseq, 1, &sb, &last) == 1) {
-        size_t len = sb.size - 4;
-        size_t size = sizeof(chat_group_push_t) + len;
+        size_t size = sizeof(chat_group_push_t) + sb.size;
         chat_group_push_t *p = malloc(size);
         if (p) {
             *p = (chat_group_push_t){
-                .gid = g->gid, .gseq = gseq, .len = (uint32_t)len};
-            memcpy(p->frame, sb.data + 4, len);
+                .gid = g->gid, .gseq = gseq, .len = (uint32_t)sb.size};
+            memcpy(p->frame, sb.data, sb.size);
             for (uint32_t i = 0; i < g->nm; i++)
                 to_devices(g, &g->m[i], CHAT_GROUP_PUSH, p, (uint32_t)size);
             free(p);
@@ -378,6 +389,63 @@ static void announce_all(group_t *g, const wmsg_t *w, bool read)
     free(op);
 }
 
+/* The first window entry with a gseq above `after` (g->nw if none). */
+static uint32_t window_after(const group_t *g, uint64_t after)
+{
+    uint32_t lo = 0, hi = g->nw;
+
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (g->w[mid].gseq <= after)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Announces the window entries that every member now has or has read. */
+static void announce_complete(group_t *g, wmsg_t *w)
+{
+    if (!w->alld && w->nd >= w->total) {
+        w->alld = true;
+        announce_all(g, w, false);
+    }
+    if (!w->allr && w->nr >= w->total) {
+        w->allr = true;
+        announce_all(g, w, true);
+    }
+}
+
+/* Counts member idx in the entries of (from, to] it had not reached: the
+ * delivered counts when `read` is false, else the read ones. Only those
+ * entries are visited, so an ack costs what it moves, not the window.
+ * Returns whether any entry changed. */
+static bool count_range(group_t *g, uint32_t idx, uint64_t from, uint64_t to,
+                        bool read)
+{
+    const member_t *m = &g->m[idx];
+    bool any = false;
+
+    for (uint32_t i = window_after(g, from); i < g->nw; i++) {
+        wmsg_t *w = &g->w[i];
+        if (w->gseq > to)
+            break;
+        if (w->from_uid == m->uid || w->gseq < m->joined)
+            continue;
+        if (read) {
+            w->nr++;
+            note_idx(&w->newr, &w->nnr, &w->capr, idx);
+        } else {
+            w->nd++;
+            note_idx(&w->newd, &w->nnd, &w->capd, idx);
+        }
+        announce_complete(g, w);
+        any = true;
+    }
+    return any;
+}
+
 /* Member idx's position moved to (delivered, read). */
 static void advance(rt_actor_t *self, group_t *g, uint32_t idx,
                     uint64_t delivered, uint64_t read)
@@ -387,33 +455,14 @@ static void advance(rt_actor_t *self, group_t *g, uint32_t idx,
 
     if (read > delivered)
         delivered = read;
-    for (uint32_t i = 0; i < g->nw; i++) {
-        wmsg_t *w = &g->w[i];
-        if (w->from_uid == m->uid || w->gseq < m->joined)
-            continue;
-        if (w->gseq > m->delivered && w->gseq <= delivered) {
-            w->nd++;
-            note_idx(&w->newd, &w->nnd, &w->capd, idx);
-            any = true;
-        }
-        if (w->gseq > m->read && w->gseq <= read) {
-            w->nr++;
-            note_idx(&w->newr, &w->nnr, &w->capr, idx);
-            any = true;
-        }
-        if (!w->alld && w->nd >= w->total) {
-            w->alld = true;
-            announce_all(g, w, false);
-        }
-        if (!w->allr && w->nr >= w->total) {
-            w->allr = true;
-            announce_all(g, w, true);
-        }
-    }
-    if (delivered > m->delivered)
+    if (delivered > m->delivered) {
+        any |= count_range(g, idx, m->delivered, delivered, false);
         m->delivered = delivered;
-    if (read > m->read)
+    }
+    if (read > m->read) {
+        any |= count_range(g, idx, m->read, read, true);
         m->read = read;
+    }
     if (any)
         queue_flush(self, g);
 }
@@ -439,7 +488,7 @@ static void flush(group_t *g)
             if (w->newr[j] < g->nm && nr <= g->nm)
                 r[nr++] = proto_cstr(g->m[w->newr[j]].name);
         w->nnd = w->nnr = 0;
-        const member_t *s = find_member(g, w->from_uid);
+        member_t *s = find_member(g, w->from_uid);
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         if (s && proto_enc_ev_receipts(&sb, g->gid, w->sid, w->gseq, d, nd, r,
@@ -675,8 +724,10 @@ static void on_store_done(rt_actor_t *self, group_t *g, const rt_msg_t *msg)
     if (load(g) < 0)
         rt_log(RT_LOG_WARN, "group", "gid=%llu event=reload_failed",
                (unsigned long long)g->gid);
-    for (uint32_t j = 0; j < g->nw; j++)
+    for (uint32_t j = 0; j < g->nw; j++) {
         recount(g, &g->w[j]);
+        announce_complete(g, &g->w[j]); /* a member who left counts no more */
+    }
     wake_all(g, p.user);
 }
 

@@ -174,7 +174,7 @@ enum {
      * or read position moved (already committed) */
     CHAT_GROUP_RCPT,
     /* group -> session: chat_group_push_t, one entry of the stream with
-     * its encoded frame */
+     * its framed map */
     CHAT_GROUP_PUSH,
     /* group -> session: uint64_t gid; read the stream again */
     CHAT_GROUP_WAKE,
@@ -203,7 +203,9 @@ typedef struct chat_group_rcpt {
 typedef struct chat_group_push {
     uint64_t gid, gseq;
     uint32_t len, reserved;
-    uint8_t frame[]; /* one encoded map */
+    uint8_t frame[]; /* one encoded map after its length (4 bytes, host
+                      * order), as chat_wire_t carries frames: the same
+                      * bytes for every member, copied on as they are */
 } chat_group_push_t;
 
 /* Sends m to the group actor of gid, or to the router when none runs.

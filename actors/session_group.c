@@ -348,14 +348,7 @@ static void on_push(rt_actor_t *self, chat_sg_t *sg, const chat_sg_ctx_t *c,
         p->gseq > last_shown(e, c->window))
         return pump(self, c, e);
     if (c->nconns) {
-        uint32_t len = p->len;
-        uint8_t *buf = malloc(4 + (size_t)len);
-        if (!buf)
-            return;
-        memcpy(buf, &len, 4);
-        memcpy(buf + 4, p->frame, len);
-        to_conns(c, buf, 4 + (size_t)len);
-        free(buf);
+        to_conns(c, p->frame, p->len);
         e->pushed = p->gseq;
     }
 }
