@@ -48,8 +48,7 @@ int chat_db_open(const char *dir, uint64_t map_size, chat_db_t **out)
     mdb_env_set_maxdbs(db->env, 32);
     if ((rc = mdb_env_set_mapsize(db->env, (size_t)map_size)) != 0)
         goto fail_env;
-    if ((rc = mdb_env_open(db->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600)) !=
-        0)
+    if ((rc = mdb_env_open(db->env, dir, MDB_NOTLS, 0600)) != 0)
         goto fail_env;
     if ((rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0)
         goto fail_env;
@@ -453,9 +452,7 @@ static int apply(batch_t *b, MDB_txn *txn, pending_op_t *p)
 
 /* One transaction for the whole batch. An LMDB error fails every write
  * of the batch with -EIO; an op's own answer (-EEXIST, -ENOENT) fails
- * only that op. In sync=batch mode the commit writes and syncs the data
- * pages but not the meta page (MDB_NOMETASYNC): the batch is durable
- * only after the next commit or an explicit sync, see writer_run. */
+ * only that op. */
 static int commit_batch(batch_t *b)
 {
     MDB_txn *txn;
@@ -474,16 +471,6 @@ static int commit_batch(batch_t *b)
     if ((rc = mdb_txn_commit(txn)))
         return db_err("commit", rc);
     return 0;
-}
-
-/* Whether a commit still needs mdb_env_sync() to be durable: not when
- * the store runs with MDB_NOSYNC, where nothing is ever synced. */
-static bool needs_sync(chat_db_t *db)
-{
-    unsigned flags = 0;
-
-    mdb_env_get_flags(db->env, &flags);
-    return !(flags & MDB_NOSYNC);
 }
 
 static void reply_all(rt_system_t *sys, batch_t *b, int result)
@@ -606,53 +593,29 @@ static void finish(writer_t *w, batch_t *b, int result, bool stopping)
     batch_free(b);
 }
 
-static int sync_env(writer_t *w)
-{
-    int rc = mdb_env_sync(w->db->env, 1);
-    return rc ? db_err("sync", rc) : 0;
-}
-
-/* Pool thread. With sync=batch, a commit (MDB_NOMETASYNC) leaves its meta
- * page unsynced; the data sync of the next commit writes it out too. So
- * while writes keep coming, the previous batch (`held`) is answered after
- * the next commit, one fsync per batch; when the queue runs dry the held
- * batch gets an explicit sync at once. */
+/* Pool thread: commits batches until the queue is empty. Whether the
+ * actor has ended is read in the same critical section that marks the
+ * writer idle: either the actor sees it idle and frees it, or this thread
+ * sees the actor gone and frees it; never both, never neither. */
 static int writer_run(void *arg)
 {
     writer_t *w = arg;
-    batch_t *held = NULL;
+    bool orphan = false;
 
     for (;;) {
         uv_mutex_lock(&w->lock);
         batch_t *b = w->next;
         bool stopping = w->stopping;
         w->next = NULL;
-        if (!b && !held) {
+        if (!b) {
             w->running = false;
-            uv_mutex_unlock(&w->lock);
-            break;
+            orphan = stopping;
         }
         uv_mutex_unlock(&w->lock);
-        if (!b) {
-            finish(w, held, sync_env(w), stopping);
-            held = NULL;
-            continue;
-        }
-        int rc = commit_batch(b);
-        if (held) {
-            /* a failed commit may not have synced anything */
-            finish(w, held, rc == 0 ? 0 : sync_env(w), stopping);
-            held = NULL;
-        }
-        if (rc == 0 && needs_sync(w->db))
-            held = b;
-        else
-            finish(w, b, rc, stopping);
+        if (!b)
+            break;
+        finish(w, b, commit_batch(b), stopping);
     }
-    /* the actor is gone and left the writer to the last one out */
-    uv_mutex_lock(&w->lock);
-    bool orphan = w->stopping;
-    uv_mutex_unlock(&w->lock);
     if (orphan) {
         uv_mutex_destroy(&w->lock);
         free(w);
