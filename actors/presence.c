@@ -27,10 +27,19 @@ typedef struct puser {
     uint32_t nwatch, capwatch;
 } puser_t;
 
+/* The users one session watches: the reverse of puser_t.watchers, so that
+ * the end of a session costs what it watched rather than a walk over
+ * every user. */
+typedef struct pwatch {
+    uint64_t *uids;
+    uint32_t n, cap;
+} pwatch_t;
+
 typedef struct pres_state {
     chat_db_t *db;
     rt_system_t *sys;
-    rt_map_t users; /* uid -> puser_t * */
+    rt_map_t users;    /* uid -> puser_t * */
+    rt_map_t watching; /* session id -> pwatch_t * */
     uint64_t changes, events;
 } pres_state_t;
 
@@ -165,11 +174,65 @@ static void on_offline(pres_state_t *st, const chat_pres_msg_t *m)
     maybe_free(st, u);
 }
 
+static pwatch_t *get_watch(pres_state_t *st, rt_id_t session, bool create)
+{
+    uint64_t v;
+    pwatch_t *pw;
+
+    if (rt_map_get(&st->watching, session, &v))
+        return (pwatch_t *)(uintptr_t)v;
+    if (!create || !(pw = calloc(1, sizeof(*pw))))
+        return NULL;
+    if (rt_map_put(&st->watching, session, (uint64_t)(uintptr_t)pw) < 0) {
+        free(pw);
+        return NULL;
+    }
+    return pw;
+}
+
+static void free_watch(pres_state_t *st, rt_id_t session, pwatch_t *pw)
+{
+    uint64_t v;
+
+    rt_map_del(&st->watching, session, &v);
+    free(pw->uids);
+    free(pw);
+}
+
+/* Records that `session` watches `uid`. Returns 0 or -1 (no memory). */
+static int note_watch(pres_state_t *st, rt_id_t session, uint64_t uid)
+{
+    pwatch_t *pw = get_watch(st, session, true);
+
+    if (!pw || grow((void **)&pw->uids, &pw->cap, pw->n, sizeof(uid)) < 0) {
+        if (pw && !pw->n)
+            free_watch(st, session, pw);
+        return -1;
+    }
+    pw->uids[pw->n++] = uid;
+    return 0;
+}
+
+static void forget_watch(pres_state_t *st, rt_id_t session, uint64_t uid)
+{
+    pwatch_t *pw = get_watch(st, session, false);
+
+    for (uint32_t i = 0; pw && i < pw->n; i++) {
+        if (pw->uids[i] == uid) {
+            pw->uids[i] = pw->uids[--pw->n];
+            break;
+        }
+    }
+    if (pw && !pw->n)
+        free_watch(st, session, pw);
+}
+
 static void unwatch(pres_state_t *st, puser_t *u, rt_id_t session)
 {
     for (uint32_t i = 0; i < u->nwatch; i++) {
         if (u->watchers[i].session == session) {
             u->watchers[i] = u->watchers[--u->nwatch];
+            forget_watch(st, session, u->uid);
             break;
         }
     }
@@ -198,8 +261,10 @@ static void on_sub(pres_state_t *st, const chat_pres_msg_t *m, bool sub)
         bool have = false;
         for (uint32_t j = 0; j < u->nwatch && !have; j++)
             have = u->watchers[j].session == m->session;
-        if (!have && grow((void **)&u->watchers, &u->capwatch, u->nwatch,
-                          sizeof(w)) == 0)
+        if (!have &&
+            grow((void **)&u->watchers, &u->capwatch, u->nwatch, sizeof(w)) ==
+                0 &&
+            note_watch(st, m->session, uid) == 0)
             u->watchers[u->nwatch++] = w;
         chat_prefs_t p;
         if (chat_db_prefs(st->db, uid, &p) < 0)
@@ -209,29 +274,22 @@ static void on_sub(pres_state_t *st, const chat_pres_msg_t *m, bool sub)
     }
 }
 
-/* TODO: a session's end visits every user with watchers; a reverse index
- * (session -> watched users) would make it cost what it watches. */
 static void on_gone(pres_state_t *st, const chat_pres_msg_t *m)
 {
-    rt_map_t *mp = &st->users;
-    uint32_t n = 0;
-    puser_t **todo = calloc(mp->len ? mp->len : 1, sizeof(*todo));
+    pwatch_t *pw = get_watch(st, m->session, false);
+    uint64_t v;
 
-    if (!todo)
-        return;
-    for (uint32_t i = 0; i < mp->cap; i++) {
-        if (!mp->e[i].key)
-            continue;
-        puser_t *u = (puser_t *)(uintptr_t)mp->e[i].val;
-        for (uint32_t j = 0; j < u->nwatch; j++)
-            if (u->watchers[j].session == m->session) {
-                todo[n++] = u;
-                break;
-            }
+    if (!pw)
+        return; /* watched nobody: the common case costs one lookup */
+    /* out of the index first, so that unwatch() leaves it alone */
+    rt_map_del(&st->watching, m->session, &v);
+    for (uint32_t i = 0; i < pw->n; i++) {
+        puser_t *u = get_user(st, pw->uids[i], "", false);
+        if (u)
+            unwatch(st, u, m->session);
     }
-    for (uint32_t i = 0; i < n; i++)
-        unwatch(st, todo[i], m->session);
-    free(todo);
+    free(pw->uids);
+    free(pw);
 }
 
 static void on_typing(pres_state_t *st, const chat_pres_msg_t *m)
@@ -301,6 +359,15 @@ static void pres_terminate(rt_actor_t *self, int reason)
         free(u->sessions);
         free(u->watchers);
         free(u);
+    }
+    rt_map_free(mp);
+    mp = &st->watching;
+    for (uint32_t i = 0; i < mp->cap; i++) {
+        if (!mp->e[i].key)
+            continue;
+        pwatch_t *pw = (pwatch_t *)(uintptr_t)mp->e[i].val;
+        free(pw->uids);
+        free(pw);
     }
     rt_map_free(mp);
 }
