@@ -389,10 +389,32 @@ static int op_all(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
                                  ctx);
 }
 
+static int apply(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
+                 const chat_gop_t *gop, chat_op_res_t *res, chat_wake_fn wake,
+                 void *ctx);
+
 int chat_group_op_apply(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
                         chat_op_res_t *res, chat_wake_fn wake, void *ctx)
 {
-    const chat_gop_t *gop = (const chat_gop_t *)op->body;
+    if (op->body_len < sizeof(chat_gop_t))
+        return res->result = -EINVAL, 0;
+    /* chat_op_t's body follows two names of odd length, so it is not
+     * aligned for a chat_gop_t: read it from an aligned copy */
+    if (((uintptr_t)op->body & (_Alignof(chat_gop_t) - 1)) == 0)
+        return apply(db, txn, op, (const chat_gop_t *)op->body, res, wake, ctx);
+    void *copy = malloc(op->body_len);
+    if (!copy)
+        return res->result = -ENOMEM, 0;
+    memcpy(copy, op->body, op->body_len);
+    int rc = apply(db, txn, op, copy, res, wake, ctx);
+    free(copy);
+    return rc;
+}
+
+static int apply(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
+                 const chat_gop_t *gop, chat_op_res_t *res, chat_wake_fn wake,
+                 void *ctx)
+{
     chat_group_rec_t g;
     MDB_txn *sub;
     int rc;

@@ -785,6 +785,7 @@ int main(int argc, char **argv)
         }
         free(cmd);
         detach(&s);
+        free(s.buf);
         return rc;
     }
     rc = interactive(&s);
