@@ -212,6 +212,7 @@ static void member_ack(member_t *p)
 
     memset(&q, 0, sizeof(q));
     q.op = PROTO_OP_ACK;
+    q.has = 1u << PROTO_F_GID; /* an optional field: sent when marked */
     q.u.ack.gid = B.gid;
     q.u.ack.upto = p->top;
     if (proto_client_request(p->cl, &q, NULL, NULL) > 0)
