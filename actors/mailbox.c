@@ -105,7 +105,8 @@ typedef struct dev_set {
     uint64_t ids[MAX_DEVICES];
 } dev_set_t;
 
-static int devices_of(chat_db_t *db, MDB_txn *txn, uint64_t uid, dev_set_t *out)
+static int devices_read(chat_db_t *db, MDB_txn *txn, uint64_t uid,
+                        dev_set_t *out)
 {
     MDB_cursor *cur;
     uint8_t key[16];
@@ -127,24 +128,289 @@ static int devices_of(chat_db_t *db, MDB_txn *txn, uint64_t uid, dev_set_t *out)
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
+/* ---- the writer's transaction cache --------------------------------------
+ *
+ * Between chat_txn_cache_begin() and _end(), on the writer's thread, the
+ * counters of the meta table, the head of each mailbox and the device
+ * list of each user live in memory: each is read at most once and
+ * written once, at the flush just before the commit. A transaction that
+ * aborts is dropped with its cache. Nested transactions see the same
+ * cache: their counters are not rolled back with them (a skipped id is
+ * harmless), and they must not append to mailboxes (no caller does).
+ */
+
+#define HEADS_CAP 4096 /* mailbox heads cached per transaction */
+#define DEVS_CAP  256  /* users' device lists, direct-mapped */
+#define IDS_CAP   8    /* counters of the meta table */
+
+_Static_assert((HEADS_CAP & (HEADS_CAP - 1)) == 0, "a power of two");
+_Static_assert((DEVS_CAP & (DEVS_CAP - 1)) == 0, "a power of two");
+
+typedef struct head_slot {
+    uint64_t devid;
+    uint64_t gen; /* valid when equal to the cache's */
+    chat_mhead_t h;
+    bool dirty;
+} head_slot_t;
+
+typedef struct devs_slot {
+    uint64_t uid;
+    uint64_t gen;
+    dev_set_t ds;
+} devs_slot_t;
+
+typedef struct id_slot {
+    char name[16];
+    uint64_t next;
+} id_slot_t;
+
+struct chat_txn_cache {
+    chat_db_t *db;
+    uint64_t gen;    /* of the current transaction; never 0 when open */
+    uint32_t nheads; /* slots used in this transaction */
+    uint32_t nids;
+    uint32_t used[HEADS_CAP];
+    head_slot_t heads[HEADS_CAP];
+    devs_slot_t devs[DEVS_CAP];
+    id_slot_t ids[IDS_CAP];
+};
+
+/* The cache open on this thread, if any. */
+static _Thread_local chat_txn_cache_t *tl_cache;
+
+chat_txn_cache_t *chat_txn_cache_new(chat_db_t *db)
+{
+    chat_txn_cache_t *c = calloc(1, sizeof(*c));
+
+    if (c)
+        c->db = db;
+    return c;
+}
+
+void chat_txn_cache_free(chat_txn_cache_t *c)
+{
+    free(c);
+}
+
+void chat_txn_cache_begin(chat_txn_cache_t *c)
+{
+    c->gen++;
+    c->nheads = 0;
+    c->nids = 0;
+    tl_cache = c;
+}
+
+void chat_txn_cache_end(chat_txn_cache_t *c)
+{
+    if (tl_cache == c)
+        tl_cache = NULL;
+}
+
+/* The cache that serves txn, or NULL: the thread's open cache, when txn
+ * belongs to its environment. */
+static chat_txn_cache_t *cache_of(MDB_txn *txn)
+{
+    chat_txn_cache_t *c = tl_cache;
+
+    return c && mdb_txn_env(txn) == c->db->env ? c : NULL;
+}
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    return x ^ x >> 33;
+}
+
+int chat_txn_cache_flush(chat_txn_cache_t *c, MDB_txn *txn)
+{
+    chat_db_t *db = c->db;
+    int rc;
+
+    for (uint32_t i = 0; i < c->nheads; i++) {
+        head_slot_t *s = &c->heads[c->used[i]];
+        uint8_t hk[8];
+        if (!s->dirty)
+            continue;
+        chat_put_be64(hk, s->devid);
+        if ((rc = put(txn, db->mhead, hk, sizeof(hk), &s->h, sizeof(s->h), 0)))
+            return rc;
+    }
+    for (uint32_t i = 0; i < c->nids; i++) {
+        id_slot_t *s = &c->ids[i];
+        if ((rc = put(txn, db->meta, s->name, strlen(s->name), &s->next,
+                      sizeof(s->next), 0)))
+            return rc;
+    }
+    return 0;
+}
+
+void chat_txn_devices_changed(MDB_txn *txn, uint64_t uid)
+{
+    chat_txn_cache_t *c = cache_of(txn);
+
+    if (c)
+        c->devs[mix(uid) & (DEVS_CAP - 1)].gen = 0;
+}
+
+/* The cached head of devid, loaded on first use; NULL when the table is
+ * full (the caller then reads and writes LMDB itself: that device is
+ * never cached in this transaction). */
+static int head_slot(chat_txn_cache_t *c, MDB_txn *txn, uint64_t devid,
+                     head_slot_t **out)
+{
+    uint32_t i = (uint32_t)mix(devid) & (HEADS_CAP - 1);
+
+    *out = NULL;
+    for (;; i = (i + 1) & (HEADS_CAP - 1)) {
+        head_slot_t *s = &c->heads[i];
+        if (s->gen == c->gen && s->devid == devid) {
+            *out = s;
+            return 0;
+        }
+        if (s->gen != c->gen)
+            break;
+    }
+    if (c->nheads >= HEADS_CAP / 4 * 3)
+        return 0;
+    head_slot_t *s = &c->heads[i];
+    uint8_t hk[8];
+    chat_put_be64(hk, devid);
+    s->h = (chat_mhead_t){0, 0};
+    int rc = get_copy(txn, c->db->mhead, hk, sizeof(hk), &s->h, sizeof(s->h));
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    s->devid = devid;
+    s->gen = c->gen;
+    s->dirty = false;
+    c->used[c->nheads++] = i;
+    *out = s;
+    return 0;
+}
+
+/* Reads a mailbox head, through the cache when there is one. */
+static int head_get(chat_db_t *db, MDB_txn *txn, uint64_t devid,
+                    chat_mhead_t *h)
+{
+    chat_txn_cache_t *c = cache_of(txn);
+    head_slot_t *s = NULL;
+    uint8_t hk[8];
+    int rc;
+
+    if (c && (rc = head_slot(c, txn, devid, &s)))
+        return rc;
+    if (s) {
+        *h = s->h;
+        return 0;
+    }
+    *h = (chat_mhead_t){0, 0};
+    chat_put_be64(hk, devid);
+    rc = get_copy(txn, db->mhead, hk, sizeof(hk), h, sizeof(*h));
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int head_put(chat_db_t *db, MDB_txn *txn, uint64_t devid,
+                    const chat_mhead_t *h)
+{
+    chat_txn_cache_t *c = cache_of(txn);
+    head_slot_t *s = NULL;
+    uint8_t hk[8];
+    int rc;
+
+    if (c && (rc = head_slot(c, txn, devid, &s)))
+        return rc;
+    if (s) {
+        s->h = *h;
+        s->dirty = true;
+        return 0;
+    }
+    chat_put_be64(hk, devid);
+    return put(txn, db->mhead, hk, sizeof(hk), h, sizeof(*h), 0);
+}
+
+static int counter_get(MDB_txn *txn, MDB_dbi meta, const char *name,
+                       uint64_t *id)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(txn, meta, &k, &v);
+
+    *id = 1;
+    if (rc == 0 && v.mv_size == sizeof(*id))
+        memcpy(id, v.mv_data, sizeof(*id));
+    else if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    return 0;
+}
+
+int chat_txn_next_id(MDB_txn *txn, MDB_dbi meta, const char *name,
+                     uint64_t *out)
+{
+    chat_txn_cache_t *c = cache_of(txn);
+    size_t len = strlen(name);
+    uint64_t id;
+    int rc;
+
+    if (c && meta == c->db->meta && len < sizeof(c->ids[0].name)) {
+        id_slot_t *s = NULL;
+        for (uint32_t i = 0; i < c->nids && !s; i++)
+            if (strcmp(c->ids[i].name, name) == 0)
+                s = &c->ids[i];
+        if (!s && c->nids < IDS_CAP) {
+            s = &c->ids[c->nids];
+            if ((rc = counter_get(txn, meta, name, &s->next)))
+                return rc;
+            memcpy(s->name, name, len + 1);
+            c->nids++;
+        }
+        if (s) {
+            *out = s->next++;
+            return 0;
+        }
+    }
+    if ((rc = counter_get(txn, meta, name, &id)))
+        return rc;
+    *out = id++;
+    MDB_val k = {len, (void *)name}, v = {sizeof(id), &id};
+    return mdb_put(txn, meta, &k, &v, 0);
+}
+
+/* The devices of uid, through the cache when there is one. */
+static int devices_of(chat_db_t *db, MDB_txn *txn, uint64_t uid, dev_set_t *out)
+{
+    chat_txn_cache_t *c = cache_of(txn);
+
+    if (!c)
+        return devices_read(db, txn, uid, out);
+    devs_slot_t *s = &c->devs[mix(uid) & (DEVS_CAP - 1)];
+    if (s->gen != c->gen || s->uid != uid) {
+        int rc = devices_read(db, txn, uid, &s->ds);
+        if (rc) {
+            s->gen = 0;
+            return rc;
+        }
+        s->uid = uid;
+        s->gen = c->gen;
+    }
+    memcpy(out, &s->ds, offsetof(dev_set_t, ids) + s->ds.n * sizeof(uint64_t));
+    return 0;
+}
+
 /* Appends one entry to a device's mailbox; msg is the message of a MSG
  * or COPY entry, for the wake callback. */
 static int append(chat_db_t *db, MDB_txn *txn, uint64_t devid, const void *e,
                   size_t size, const chat_msg_rec_t *msg, chat_wake_fn wake,
                   void *ctx)
 {
-    uint8_t hk[8], mk[16];
-    chat_mhead_t h = {0, 0};
+    uint8_t mk[16];
+    chat_mhead_t h;
     int rc;
 
-    chat_put_be64(hk, devid);
-    rc = get_copy(txn, db->mhead, hk, sizeof(hk), &h, sizeof(h));
-    if (rc && rc != MDB_NOTFOUND)
+    if ((rc = head_get(db, txn, devid, &h)))
         return rc;
     h.last++;
     key2(mk, devid, h.last);
     if ((rc = put(txn, db->mbox, mk, sizeof(mk), e, size, 0)) ||
-        (rc = put(txn, db->mhead, hk, sizeof(hk), &h, sizeof(h), 0)))
+        (rc = head_put(db, txn, devid, &h)))
         return rc;
     if (wake)
         wake(ctx, devid, h.last, e, size, msg);
@@ -305,17 +571,15 @@ static int mark_delivered(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
 static int op_ack(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
                   chat_op_res_t *res, chat_wake_fn wake, void *ctx)
 {
-    uint8_t hk[8], mk[16];
-    chat_mhead_t h = {0, 0};
+    uint8_t mk[16];
+    chat_mhead_t h;
     MDB_cursor *cur;
     MDB_val k = {sizeof(mk), mk}, v;
     uint64_t *sids = NULL;
     size_t n = 0, cap = 0;
     int rc;
 
-    chat_put_be64(hk, op->devid);
-    rc = get_copy(txn, db->mhead, hk, sizeof(hk), &h, sizeof(h));
-    if (rc && rc != MDB_NOTFOUND)
+    if ((rc = head_get(db, txn, op->devid, &h)))
         return rc;
     if (op->upto > h.last)
         return res->result = -ERANGE, 0;
@@ -355,9 +619,12 @@ static int op_ack(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
     rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = mark_delivered(db, txn, op, sids[i], wake, ctx);
-    h.acked = op->upto;
-    if (rc == 0)
-        rc = put(txn, db->mhead, hk, sizeof(hk), &h, sizeof(h), 0);
+    /* read again: a receipt of a message to oneself went to this very
+     * mailbox and moved its last seq */
+    if (rc == 0 && (rc = head_get(db, txn, op->devid, &h)) == 0) {
+        h.acked = op->upto;
+        rc = head_put(db, txn, op->devid, &h);
+    }
 out:
     free(sids);
     return rc;

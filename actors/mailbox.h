@@ -172,6 +172,30 @@ typedef void (*chat_wake_fn)(void *ctx, uint64_t devid, uint64_t seq,
 int chat_op_apply(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
                   chat_op_res_t *res, chat_wake_fn wake, void *ctx);
 
+/*
+ * The writer's transaction cache: mailbox heads, meta counters and device
+ * lists read once and written once per transaction instead of once per
+ * op. The store's writer opens it with _begin() right after
+ * mdb_txn_begin(), calls _flush() (0 or an LMDB error, which fails the
+ * batch) right before mdb_txn_commit(), and _end() after the commit or
+ * the abort. While open, every chat op applied on that thread to a
+ * transaction of the same environment goes through it. Ops applied in a
+ * nested transaction must not append to mailboxes: an abort of theirs
+ * would not undo the cached heads. _new() returns NULL when out of
+ * memory.
+ */
+typedef struct chat_txn_cache chat_txn_cache_t;
+chat_txn_cache_t *chat_txn_cache_new(chat_db_t *db);
+void chat_txn_cache_free(chat_txn_cache_t *c);
+void chat_txn_cache_begin(chat_txn_cache_t *c);
+int chat_txn_cache_flush(chat_txn_cache_t *c, MDB_txn *txn);
+void chat_txn_cache_end(chat_txn_cache_t *c);
+/* A device of uid was added or revoked in txn: forget its cached list. */
+void chat_txn_devices_changed(MDB_txn *txn, uint64_t uid);
+/* chat_next_id(), through the cache when one is open for txn. */
+int chat_txn_next_id(MDB_txn *txn, MDB_dbi meta, const char *name,
+                     uint64_t *out);
+
 /* Appends e (size bytes, a chat_entry_t or a larger record that begins
  * with one) to every device of uid but `skip`. Store transaction. */
 int chat_mbox_append_user(chat_db_t *db, MDB_txn *txn, uint64_t uid,

@@ -312,18 +312,7 @@ static void note_wake(void *ctx, uint64_t devid, uint64_t seq,
 
 int chat_next_id(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
 {
-    MDB_val k = {strlen(name), (void *)name}, v;
-    uint64_t id = 1;
-    int rc = mdb_get(txn, meta, &k, &v);
-
-    if (rc == 0 && v.mv_size == sizeof(id))
-        memcpy(&id, v.mv_data, sizeof(id));
-    else if (rc && rc != MDB_NOTFOUND)
-        return rc;
-    *out = id++;
-    v.mv_size = sizeof(id);
-    v.mv_data = &id;
-    return mdb_put(txn, meta, &k, &v, 0);
+    return chat_txn_next_id(txn, meta, name, out);
 }
 
 static int op_create_user(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
@@ -371,6 +360,7 @@ static int op_add_device(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
         return rc;
     MDB_val tk = {CHAT_TOKEN_HASH, p->op.token_hash}, tv = {16, ids};
     p->done.uid = p->op.uid;
+    chat_txn_devices_changed(txn, p->op.uid);
     return mdb_put(txn, db->tokens, &tk, &tv, 0);
 }
 
@@ -399,6 +389,7 @@ static int op_device(chat_db_t *db, MDB_txn *txn, pending_op_t *p)
         return mdb_put(txn, db->devices, &k, &v, 0);
     }
     MDB_val tk = {CHAT_TOKEN_HASH, d.token_hash};
+    chat_txn_devices_changed(txn, p->op.uid);
     rc = mdb_del(txn, db->tokens, &tk, NULL);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
@@ -453,7 +444,7 @@ static int apply(batch_t *b, MDB_txn *txn, pending_op_t *p)
 /* One transaction for the whole batch. An LMDB error fails every write
  * of the batch with -EIO; an op's own answer (-EEXIST, -ENOENT) fails
  * only that op. */
-static int commit_batch(batch_t *b)
+static int commit_batch(batch_t *b, chat_txn_cache_t *cache)
 {
     MDB_txn *txn;
     int rc;
@@ -462,11 +453,15 @@ static int commit_batch(batch_t *b)
         return -EIO;
     if ((rc = mdb_txn_begin(b->db->env, NULL, 0, &txn)))
         return db_err("begin", rc);
-    for (size_t i = 0; i < b->n; i++) {
-        if ((rc = apply(b, txn, &b->ops[i]))) {
-            mdb_txn_abort(txn);
-            return db_err("write", rc);
-        }
+    chat_txn_cache_begin(cache);
+    for (size_t i = 0; i < b->n && rc == 0; i++)
+        rc = apply(b, txn, &b->ops[i]);
+    if (rc == 0)
+        rc = chat_txn_cache_flush(cache, txn);
+    chat_txn_cache_end(cache);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return db_err("write", rc);
     }
     if ((rc = mdb_txn_commit(txn)))
         return db_err("commit", rc);
@@ -574,6 +569,7 @@ typedef struct writer {
     bool stopping; /* the actor ended: under lock */
     chat_db_t *db;
     rt_system_t *sys;
+    chat_txn_cache_t *cache; /* the writer thread's alone */
 } writer_t;
 
 /* Pool thread: a committed batch is durable; answer it and wake the
@@ -591,6 +587,13 @@ static void finish(writer_t *w, batch_t *b, int result, bool stopping)
             wake_all(w->sys, b);
     }
     batch_free(b);
+}
+
+static void writer_free(writer_t *w)
+{
+    uv_mutex_destroy(&w->lock);
+    chat_txn_cache_free(w->cache);
+    free(w);
 }
 
 /* Pool thread: commits batches until the queue is empty. Whether the
@@ -614,12 +617,10 @@ static int writer_run(void *arg)
         uv_mutex_unlock(&w->lock);
         if (!b)
             break;
-        finish(w, b, commit_batch(b), stopping);
+        finish(w, b, commit_batch(b, w->cache), stopping);
     }
-    if (orphan) {
-        uv_mutex_destroy(&w->lock);
-        free(w);
-    }
+    if (orphan)
+        writer_free(w);
     return 0;
 }
 
@@ -697,7 +698,12 @@ static int store_init(rt_actor_t *self, void *arg)
 
     if (!w)
         return RT_ENOMEM;
+    if (!(w->cache = chat_txn_cache_new(arg))) {
+        free(w);
+        return RT_ENOMEM;
+    }
     if (uv_mutex_init(&w->lock) < 0) {
+        chat_txn_cache_free(w->cache);
         free(w);
         return RT_ENOMEM;
     }
@@ -757,10 +763,8 @@ static void store_terminate(rt_actor_t *self, int reason)
         reply_all(rt_system(self), b, -EIO);
         batch_free(b);
     }
-    if (!running) {
-        uv_mutex_destroy(&w->lock);
-        free(w);
-    }
+    if (!running)
+        writer_free(w);
 }
 
 static void store_describe(rt_actor_t *self, char *buf, size_t len)
