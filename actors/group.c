@@ -133,6 +133,7 @@ static int result_code(int result, const char **why)
 
 typedef struct member {
     uint64_t uid, joined, delivered, read;
+    uint64_t stored; /* delivered as gmembers holds it */
     uint32_t flags, ndevs;
     uint64_t devs[MAX_DEVS];
     rt_id_t sess[MAX_DEVS]; /* the session last found for devs[i], or 0 */
@@ -169,7 +170,8 @@ typedef struct group {
     gpend_t *pend;
     uint32_t npend, cappend;
     uint64_t active_at;
-    bool missing, lingering, dup, flush_queued;
+    uint64_t pos_at; /* ms: when delivered positions were last written */
+    bool missing, lingering, dup, flush_queued, pos_dirty;
 } group_t;
 
 static member_t *find_member(group_t *g, uint64_t uid)
@@ -229,7 +231,17 @@ static void load_member(void *ctx, uint64_t uid, const chat_gmember_t *gm)
     m->read = gm->read;
     m->flags = gm->flags;
     memcpy(m->name, gm->name, sizeof(m->name));
+    m->stored = m->delivered;
     chat_db_each_device(g_db, uid, add_dev, m);
+    /* what a crash kept from gmembers, the cursors still hold */
+    for (uint32_t i = 0; i < m->ndevs; i++) {
+        uint64_t cur;
+        if (chat_db_group_cursor(g_db, m->devs[i], g->gid, &cur) == 0 &&
+            cur > m->delivered)
+            m->delivered = cur;
+    }
+    if (m->delivered > m->stored)
+        g->pos_dirty = true;
 }
 
 /* Counts of a window entry from the members' positions. */
@@ -458,6 +470,8 @@ static void advance(rt_actor_t *self, group_t *g, uint32_t idx,
     if (delivered > m->delivered) {
         any |= count_range(g, idx, m->delivered, delivered, false);
         m->delivered = delivered;
+        g->pos_dirty = true;
+        any = true; /* the flush writes the position */
     }
     if (read > m->read) {
         any |= count_range(g, idx, m->read, read, true);
@@ -467,13 +481,56 @@ static void advance(rt_actor_t *self, group_t *g, uint32_t idx,
         queue_flush(self, g);
 }
 
-/* Sends each sender one receipts event per message with news. */
-static void flush(group_t *g)
+/* Writes the delivered positions that moved since the last write, in
+ * one store op for the whole group (see group.h). Not waited for: a
+ * position lost with a failed write is read back from the cursors. */
+static void write_positions(group_t *g)
 {
-    proto_str_t *names = malloc((g->nm + 1) * 2 * sizeof(*names));
+    chat_gpos_t *pos = malloc((g->nm + 1) * sizeof(*pos));
+    rt_id_t store = rt_whereis(g->sys, CHAT_STORE_NAME);
+    uint32_t n = 0;
+
+    if (!pos || !store) {
+        free(pos);
+        return;
+    }
+    for (uint32_t i = 0; i < g->nm; i++) {
+        member_t *m = &g->m[i];
+        if (m->delivered <= m->stored)
+            continue;
+        pos[n++] = (chat_gpos_t){.uid = m->uid, .delivered = m->delivered};
+        m->stored = m->delivered;
+    }
+    g->pos_dirty = false;
+    g->pos_at = uv_hrtime() / 1000000;
+    if (n) {
+        chat_group_req_t r = {0};
+        chat_gop_t gop = {
+            .kind = CHAT_GOP_DELIVERED, .gid = g->gid, .nnames = n};
+        size_t size;
+        chat_op_t *op = gop_new(&r, &gop, pos, n * sizeof(*pos), &size);
+        if (op)
+            rt_send_copy(g->sys, store, CHAT_STORE_CHAT, op, (uint32_t)size);
+        free(op);
+    }
+    free(pos);
+}
+
+/* Sends each sender one receipts event per message with news, and
+ * writes the members' positions when CHAT_GROUP_POS_MS have passed
+ * (else it comes back for them). */
+static void flush(rt_actor_t *self, group_t *g)
+{
+    proto_str_t *names;
 
     g->flush_queued = false;
-    if (!names)
+    if (g->pos_dirty) {
+        if (uv_hrtime() / 1000000 - g->pos_at >= CHAT_GROUP_POS_MS)
+            write_positions(g);
+        else
+            queue_flush(self, g);
+    }
+    if (!(names = malloc((g->nm + 1) * 2 * sizeof(*names))))
         return;
     for (uint32_t i = 0; i < g->nw; i++) {
         wmsg_t *w = &g->w[i];
@@ -716,8 +773,11 @@ static void on_store_done(rt_actor_t *self, group_t *g, const rt_msg_t *msg)
     reply_ok(g->sys, p.session, p.sref, p.reqid);
     if (p.op == PROTO_OP_GROUP_READ) {
         member_t *m = find_member(g, p.uid);
-        if (m)
+        if (m) {
             advance(self, g, (uint32_t)(m - g->m), m->delivered, p.upto);
+            if (p.upto > m->stored) /* the read wrote it */
+                m->stored = p.upto;
+        }
         return;
     }
     /* A membership change: reload and let everyone concerned read on. */
@@ -831,7 +891,7 @@ static int group_handle(rt_actor_t *self, rt_msg_t *msg)
         on_store_done(self, g, msg);
         break;
     case CHAT_GROUP_FLUSH:
-        flush(g);
+        flush(self, g);
         break;
     case CHAT_GROUP_TICK:
         return on_tick(g, rt_self(self));
@@ -845,6 +905,8 @@ static void group_terminate(rt_actor_t *self, int reason)
 
     if (!g->arg)
         return;
+    if (g->pos_dirty)
+        write_positions(g);
     for (uint32_t i = 0; i < g->npend; i++)
         reply_err(g->sys, g->pend[i].session, g->pend[i].sref, g->pend[i].reqid,
                   PROTO_E_INTERNAL, "group restarting");

@@ -21,6 +21,13 @@
  * So a group message costs one glog record (the body once); the per-member
  * state is overwritten in place, never appended to.
  *
+ * A device's ack writes its gcur cursor alone, before it is answered.
+ * The member's `delivered` in gmembers (the highest cursor of its
+ * devices) is the group actor's to write, for many members in one op at
+ * most every CHAT_GROUP_POS_MS, so that an ack dirties one page, not
+ * two; what a crash loses of it, the actor's load reads back from the
+ * cursors. Until then, readers of gmembers (the shell) may see it late.
+ *
  * Actors. The group actor of `gid` is registered under CHAT_GROUP_KEY(gid)
  * and runs under the group supervisor (simple_one_for_one, transient
  * children). The router (registered as CHAT_GROUPS_NAME) starts group
@@ -102,7 +109,15 @@ typedef enum chat_gop_kind {
     CHAT_GOP_READ,       /* gid, upto */
     CHAT_GOP_ALL,        /* gid, upto = gseq, cid = sid, limit = 1 for
                           * delivered or 2 for read; to uid = target */
+    CHAT_GOP_DELIVERED,  /* gid; nnames chat_gpos_t after the struct */
 } chat_gop_kind_t;
+
+/* A member's delivered position, as CHAT_GOP_DELIVERED carries it. */
+typedef struct chat_gpos {
+    uint64_t uid, delivered;
+} chat_gpos_t;
+
+#define CHAT_GROUP_POS_MS 100 /* members' delivered positions written */
 
 typedef struct chat_gop {
     uint32_t kind;
@@ -142,6 +157,11 @@ int chat_db_user_groups(chat_db_t *db, uint64_t uid, uint64_t devid,
                         void (*fn)(void *ctx, uint64_t gid,
                                    const chat_ugroup_t *r, uint64_t cursor),
                         void *ctx);
+
+/* The cursor of devid in gid into *out (0 when it never acked): 0 or
+ * -EIO. */
+int chat_db_group_cursor(chat_db_t *db, uint64_t devid, uint64_t gid,
+                         uint64_t *out);
 
 /* One range of uid in gid: 0, -ENOENT, -EIO. */
 int chat_db_user_group(chat_db_t *db, uint64_t uid, uint64_t gid,

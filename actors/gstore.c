@@ -345,32 +345,50 @@ static int op_send(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
     return mdb_put(txn, db->cids, &kv, &v, 0);
 }
 
-/* A device acked, or a member read: positions only grow. The cursor of
- * the device is written for acks; the member's record when it is still
- * a member. */
-static int op_position(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
-                       const chat_gop_t *gop)
+/* Raises uid's delivered position in gid (and its read one when read is
+ * not 0), if it is still a member. Positions only grow. */
+static int raise_member(chat_db_t *db, MDB_txn *txn, uint64_t gid, uint64_t uid,
+                        uint64_t delivered, uint64_t read)
 {
     chat_gmember_t m;
-    int rc;
+    int rc = get2(txn, db->gmembers, gid, uid, &m, sizeof(m));
 
-    if (gop->kind == CHAT_GOP_ACK &&
-        (rc = put2(txn, db->gcur, op->devid, gop->gid, &gop->upto,
-                   sizeof(gop->upto))))
-        return rc;
-    rc = get2(txn, db->gmembers, gop->gid, op->uid, &m, sizeof(m));
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
         return rc;
-    uint64_t d = m.delivered, r = m.read;
-    if (gop->upto > m.delivered)
-        m.delivered = gop->upto;
-    if (gop->kind == CHAT_GOP_READ && gop->upto > m.read)
-        m.read = gop->upto;
-    if (d == m.delivered && r == m.read)
+    if (delivered <= m.delivered && read <= m.read)
         return 0;
-    return put2(txn, db->gmembers, gop->gid, op->uid, &m, sizeof(m));
+    if (delivered > m.delivered)
+        m.delivered = delivered;
+    if (read > m.read)
+        m.read = read;
+    return put2(txn, db->gmembers, gid, uid, &m, sizeof(m));
+}
+
+/* A device acked: its cursor only (see group.h). A member read: its
+ * record. */
+static int op_position(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
+                       const chat_gop_t *gop)
+{
+    if (gop->kind == CHAT_GOP_ACK)
+        return put2(txn, db->gcur, op->devid, gop->gid, &gop->upto,
+                    sizeof(gop->upto));
+    return raise_member(db, txn, gop->gid, op->uid, gop->upto, gop->upto);
+}
+
+/* The group actor's batch of delivered positions. */
+static int op_delivered(chat_db_t *db, MDB_txn *txn, const chat_gop_t *gop)
+{
+    const chat_gpos_t *p = (const chat_gpos_t *)(gop + 1);
+    int rc = 0;
+
+    for (uint32_t i = 0; i < gop->nnames && !rc; i++) {
+        chat_gpos_t one;
+        memcpy(&one, &p[i], sizeof(one));
+        rc = raise_member(db, txn, gop->gid, one.uid, one.delivered, 0);
+    }
+    return rc;
 }
 
 static int op_all(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
@@ -421,9 +439,14 @@ static int apply(chat_db_t *db, MDB_txn *txn, const chat_op_t *op,
 
     if (op->body_len < sizeof(*gop) ||
         (gop->kind != CHAT_GOP_SEND &&
-         op->body_len != sizeof(*gop) + (size_t)gop->nnames * CHAT_NAME_CAP))
+         op->body_len != sizeof(*gop) + (size_t)gop->nnames *
+                                            (gop->kind == CHAT_GOP_DELIVERED
+                                                 ? sizeof(chat_gpos_t)
+                                                 : CHAT_NAME_CAP)))
         return res->result = -EINVAL, 0;
     switch (gop->kind) {
+    case CHAT_GOP_DELIVERED:
+        return op_delivered(db, txn, gop);
     case CHAT_GOP_ACK:
     case CHAT_GOP_READ:
         return op_position(db, txn, op, gop);
@@ -571,6 +594,21 @@ int chat_db_user_groups(chat_db_t *db, uint64_t uid, uint64_t devid,
     mdb_cursor_close(cur);
     rc = rdone(txn, rc == MDB_NOTFOUND ? 0 : rc, "ugroups");
     return rc < 0 ? rc : n;
+}
+
+int chat_db_group_cursor(chat_db_t *db, uint64_t devid, uint64_t gid,
+                         uint64_t *out)
+{
+    MDB_txn *txn;
+    int rc = rbegin(db, &txn);
+
+    *out = 0;
+    if (rc)
+        return rc;
+    rc = get2(txn, db->gcur, devid, gid, out, sizeof(*out));
+    if (rc == MDB_NOTFOUND)
+        *out = 0;
+    return rdone(txn, rc == MDB_NOTFOUND ? 0 : rc, "gcur");
 }
 
 int chat_db_user_group(chat_db_t *db, uint64_t uid, uint64_t gid,
