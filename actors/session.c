@@ -52,9 +52,20 @@ typedef struct session {
     uint64_t typing_at, typing_tokens; /* milli-tokens */
     bool pump_queued;
     bool online;
-    bool dup;      /* another session holds the key: forward and end */
-    chat_sg_t *sg; /* the streams of the user's groups */
+    bool dup;            /* another session holds the key: forward and end */
+    bool gather;         /* reply_sb gathers replies instead of sending */
+    bool flush_queued;   /* a CHAT_SESS_FLUSH is on its way */
+    chat_sg_t *sg;       /* the streams of the user's groups */
+    struct gathered *rg; /* replies of a burst of store results, or NULL */
 } session_t;
+
+/* Replies gathered for one connection, see reply_sb. Allocated for a
+ * burst only: most sessions are idle most of the time. */
+typedef struct gathered {
+    rt_id_t conn;
+    uint32_t n;
+    msgpack_sbuffer sb; /* a chat_wire_t, then n frames */
+} gathered_t;
 
 /* The ids of a session's connections, as sg_ctx() hands them to
  * session_group.c during one handler call: one array per scheduler
@@ -125,8 +136,75 @@ int chat_wire_send(rt_system_t *sys, rt_id_t conn, const void *map, size_t len,
     return rt_send(sys, conn, m);
 }
 
+/*
+ * The store answers the writes of a commit at once, so their results
+ * reach the session in a burst. Their replies are gathered into one wire
+ * message per connection, sent when the burst ends: before the session
+ * sends anything else, and at the latest when the CHAT_SESS_FLUSH it
+ * queued behind the burst arrives. So a connection gets one message (and
+ * one write) per commit instead of one per request, in the same order.
+ */
+static void flush_replies(session_t *s)
+{
+    gathered_t *g = s->rg;
+
+    if (!g)
+        return;
+    s->rg = NULL;
+    chat_wire_t w = {.replies = g->n,
+                     .len = (uint32_t)(g->sb.size - sizeof(w))};
+    memcpy(g->sb.data, &w, sizeof(w));
+    rt_msg_t *m = rt_msg_new(CHAT_CONN_WIRE, (uint32_t)g->sb.size);
+    if (m) {
+        memcpy(m->data, g->sb.data, g->sb.size);
+        rt_send(s->sys, g->conn, m);
+    }
+    msgpack_sbuffer_destroy(&g->sb);
+    free(g);
+}
+
+/* Adds one reply to the gathered ones; false when it could not (no
+ * memory, no way to end the burst): the caller sends it itself. */
+static bool gather_reply(session_t *s, rt_id_t conn, msgpack_sbuffer *sb)
+{
+    uint32_t len = (uint32_t)sb->size;
+
+    if (s->rg && s->rg->conn != conn)
+        flush_replies(s);
+    if (!s->flush_queued) {
+        if (rt_send_copy(s->sys, s->self, CHAT_SESS_FLUSH, NULL, 0) < 0)
+            return false;
+        s->flush_queued = true;
+    }
+    if (!s->rg) {
+        gathered_t *g = calloc(1, sizeof(*g));
+        if (!g)
+            return false;
+        msgpack_sbuffer_init(&g->sb);
+        if (msgpack_sbuffer_write(&g->sb, (const char *)&(chat_wire_t){0},
+                                  sizeof(chat_wire_t)) < 0) {
+            free(g);
+            return false;
+        }
+        g->conn = conn;
+        s->rg = g;
+    }
+    gathered_t *g = s->rg;
+    size_t at = g->sb.size;
+    if (msgpack_sbuffer_write(&g->sb, (const char *)&len, sizeof(len)) < 0 ||
+        msgpack_sbuffer_write(&g->sb, sb->data, sb->size) < 0) {
+        g->sb.size = at;
+        return false;
+    }
+    g->n++;
+    return true;
+}
+
 static void reply_sb(session_t *s, rt_id_t conn, msgpack_sbuffer *sb)
 {
+    if (s->gather && gather_reply(s, conn, sb))
+        return;
+    flush_replies(s);
     chat_wire_send(s->sys, conn, sb->data, sb->size, 1);
 }
 
@@ -167,6 +245,7 @@ static void pump(rt_actor_t *self, session_t *s)
     uint64_t window = g_cfg->push_window;
     bool more = false;
 
+    flush_replies(s);
     for (uint32_t i = 0; i < s->nconns; i++) {
         sconn_t *c = &s->conns[i];
         uint64_t from = c->pushed + 1, to = s->acked + window;
@@ -248,6 +327,7 @@ static void on_wake(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
     const chat_mbox_wake_t *w = (const chat_mbox_wake_t *)msg->data;
     uint64_t window = g_cfg->push_window;
 
+    flush_replies(s);
     if (msg->size < sizeof(*w) || msg->size - sizeof(*w) != w->len ||
         w->first > w->last)
         return pump(self, s);
@@ -491,6 +571,9 @@ static int op_error(uint32_t op, int result, const char **msg)
     }
 }
 
+static void answer_store(rt_actor_t *self, session_t *s, const pend_t *pp,
+                         const chat_op_res_t *rp);
+
 static void on_store_done(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
 {
     chat_op_res_t r;
@@ -501,6 +584,18 @@ static void on_store_done(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
         return;
     take_pend(s, i, &p);
     memcpy(&r, msg->data, sizeof(r));
+    s->gather = true;
+    answer_store(self, s, &p, &r);
+    s->gather = false;
+}
+
+/* The reply to one store write, and what its result changes. */
+static void answer_store(rt_actor_t *self, session_t *s, const pend_t *pp,
+                         const chat_op_res_t *rp)
+{
+    pend_t p = *pp;
+    chat_op_res_t r = *rp;
+
     CHAT_TRACE(s->sys, s->self, "session", s->user, "stored",
                "op=%s id=%llu result=%d sid=%llu", proto_op_name(p.op),
                (unsigned long long)p.reqid, r.result,
@@ -722,6 +817,7 @@ static void on_request(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
 /* Presence and typing events go to every connection, as they are. */
 static void on_event(session_t *s, const rt_msg_t *msg)
 {
+    flush_replies(s);
     for (uint32_t i = 0; i < s->nconns; i++)
         chat_wire_send(s->sys, s->conns[i].id, msg->data, msg->size, 0);
 }
@@ -771,6 +867,8 @@ static int session_handle(rt_actor_t *self, rt_msg_t *msg)
     }
     if (rt_fault("session.handle") == RT_FAULT_CRASH)
         return RT_ECRASH;
+    if (msg->type != CHAT_STORE_CHAT_DONE)
+        flush_replies(s); /* a burst of store results ended */
     chat_sg_ctx_t gc = sg_ctx(s);
     if (chat_sg_handle(self, &s->sg, &gc, msg))
         return RT_CONTINUE;
@@ -809,6 +907,9 @@ static int session_handle(rt_actor_t *self, rt_msg_t *msg)
     case CHAT_SESS_EVENT:
         on_event(s, msg);
         break;
+    case CHAT_SESS_FLUSH:
+        s->flush_queued = false; /* flushed above */
+        break;
     }
     return RT_CONTINUE;
 }
@@ -824,6 +925,7 @@ static void session_terminate(rt_actor_t *self, int reason)
             presence_note(s, CHAT_PRES_OFFLINE);
         presence_note(s, CHAT_PRES_GONE);
     }
+    flush_replies(s);
     /* Requests waiting for the store are answered; the store's replies
      * to a dead actor are dropped. */
     for (uint32_t i = 0; i < s->npend; i++)

@@ -63,6 +63,8 @@ enum {
     /* presence -> session: one encoded event (a map) to every
      * connection, not stored */
     CHAT_SESS_EVENT,
+    /* session -> itself: send the replies gathered so far */
+    CHAT_SESS_FLUSH,
 };
 
 typedef struct chat_sess_attach {
