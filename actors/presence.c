@@ -21,8 +21,9 @@ typedef struct watcher {
 typedef struct puser {
     uint64_t uid;
     char name[PROTO_MAX_NAME + 1];
-    rt_id_t *sessions; /* its connected devices */
+    rt_id_t *sessions; /* its connected devices: `one`, or on the heap */
     uint32_t nsess, capsess;
+    rt_id_t one; /* most users are online on one device */
     watcher_t *watchers;
     uint32_t nwatch, capwatch;
 } puser_t;
@@ -56,6 +57,8 @@ static puser_t *get_user(pres_state_t *st, uint64_t uid, const char *name,
     if (!u)
         return NULL;
     u->uid = uid;
+    u->sessions = &u->one;
+    u->capsess = 1;
     snprintf(u->name, sizeof(u->name), "%s", name);
     if (rt_map_put(&st->users, uid, (uint64_t)(uintptr_t)u) < 0) {
         free(u);
@@ -71,7 +74,8 @@ static void maybe_free(pres_state_t *st, puser_t *u)
     if (u->nsess || u->nwatch)
         return;
     rt_map_del(&st->users, u->uid, &v);
-    free(u->sessions);
+    if (u->sessions != &u->one)
+        free(u->sessions);
     free(u->watchers);
     free(u);
 }
@@ -142,6 +146,14 @@ static void on_online(pres_state_t *st, const chat_pres_msg_t *m)
     for (uint32_t i = 0; i < u->nsess; i++)
         if (u->sessions[i] == m->session)
             return;
+    if (u->nsess == 1 && u->capsess == 1) { /* off the inline slot */
+        rt_id_t *v = malloc(4 * sizeof(*v));
+        if (!v)
+            return;
+        v[0] = u->one;
+        u->sessions = v;
+        u->capsess = 4;
+    }
     if (grow((void **)&u->sessions, &u->capsess, u->nsess,
              sizeof(*u->sessions)) < 0)
         return;
@@ -356,7 +368,8 @@ static void pres_terminate(rt_actor_t *self, int reason)
         if (!mp->e[i].key)
             continue;
         puser_t *u = (puser_t *)(uintptr_t)mp->e[i].val;
-        free(u->sessions);
+        if (u->sessions != &u->one)
+            free(u->sessions);
         free(u->watchers);
         free(u);
     }
