@@ -210,13 +210,29 @@ static inline rt_msg_t *mb_pop(rt_actor_t *a)
 }
 
 /* Tries to mark the empty mailbox idle. False if a producer got in first:
- * then the actor must run again. */
+ * then the actor must run again. On success the queue is reset to the
+ * embedded stub and the last consumed message is freed, so an idle actor
+ * keeps no message: a producer that exchanged the old tail into its
+ * `prev` would have moved the head, and the CAS would have failed. */
 static inline bool mb_mark_idle(rt_actor_t *a)
 {
-    rt_msg_t *expect = a->mb_tail;
-    return atomic_compare_exchange_strong_explicit(
-        &a->mb_head, &expect, (rt_msg_t *)((uintptr_t)a->mb_tail | MB_MARK),
-        memory_order_acq_rel, memory_order_relaxed);
+    rt_msg_t *tail = a->mb_tail, *stub = stub_of(a);
+    rt_msg_t *expect = tail;
+    if (tail != stub) {
+        /* the stub leaves the queue only here and at a pop, so no
+         * producer links to it now; the CAS publishes these stores */
+        atomic_store_explicit(&a->mb_stub, NULL, memory_order_relaxed);
+        a->mb_tail = stub;
+    }
+    if (!atomic_compare_exchange_strong_explicit(
+            &a->mb_head, &expect, (rt_msg_t *)((uintptr_t)stub | MB_MARK),
+            memory_order_acq_rel, memory_order_relaxed)) {
+        a->mb_tail = tail;
+        return false;
+    }
+    if (tail != stub)
+        rt_msg_free(tail);
+    return true;
 }
 
 /* ---- schedulers ---- */
@@ -347,7 +363,7 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a);
 int rt__send_sys(rt_system_t *sys, rt_id_t to, rt_msg_t *m);
 rt_actor_ext_t *rt__ext(rt_actor_t *a);
 uint64_t rt__new_ref(rt_system_t *sys);
-/* Doubles an array's capacity (from 4). 0 or RT_ENOMEM. */
+/* Doubles an array's capacity (from 1). 0 or RT_ENOMEM. */
 int rt__grow(void **v, uint32_t *cap, size_t elem);
 int rt__idvec_add(rt_idvec_t *v, rt_id_t id);
 bool rt__idvec_del(rt_idvec_t *v, rt_id_t id);

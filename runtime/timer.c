@@ -59,6 +59,9 @@ static void start(rt_sched_t *s, void *arg)
     uv_timer_init(&s->loop, &t->h);
     t->h.data = t;
     t->started = true;
+    /* The loop's clock was read at its last turn, which may be many actor
+     * turns ago: without a fresh reading the timer would fire early. */
+    uv_update_time(&s->loop);
     uv_timer_start(&t->h, on_fire, t->ms, 0);
 }
 

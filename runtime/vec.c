@@ -10,7 +10,8 @@
 
 int rt__grow(void **v, uint32_t *cap, size_t elem)
 {
-    uint32_t ncap = *cap ? *cap * 2 : 4;
+    /* from one: most actors link or monitor one or two others */
+    uint32_t ncap = *cap ? *cap * 2 : 1;
     void *nv = realloc(*v, (size_t)ncap * elem);
     if (!nv)
         return RT_ENOMEM;
