@@ -291,8 +291,6 @@ static void ext_free(rt_actor_ext_t *x)
     free(x->monitors.v);
     free(x->monitored_by.v);
     free(x->pending.v);
-    free(x->names);
-    free(x->keys);
     free(x);
 }
 

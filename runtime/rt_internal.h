@@ -109,10 +109,6 @@ typedef struct rt_actor_ext {
     rt_refvec_t monitors;     /* (ref, target) this actor watches */
     rt_refvec_t monitored_by; /* (ref, watcher) watching this actor */
     rt_refvec_t pending;      /* (request ref, timeout timer ref) */
-    char **names;
-    uint32_t nnames;
-    uint64_t *keys;
-    uint32_t nkeys;
     struct rt_arena_chunk *arena;
     struct rt_handle_rec *handles;
 } rt_actor_ext_t;
