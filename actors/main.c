@@ -295,6 +295,15 @@ int main(int argc, char **argv)
 {
     chat_config_t cfg;
     chat_db_t *db;
+    sigset_t set;
+
+    /* SIGTERM and SIGINT wait for run()'s sigwait from the first moment:
+     * one that came while the store was opening used to kill the process
+     * outright instead of stopping it cleanly. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     int rc = chat_config_load(&cfg, argc, argv);
     if (rc == CHAT_CONFIG_HELP)
