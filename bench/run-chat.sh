@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/run-chat.sh - runs chatbench against a fresh parleyd and prints its
-# result line with the store's commits (one fsync each in sync=batch).
+# result line with the store's commits (one fsync each in sync=batch) and
+# the CPU seconds the server used while chatbench ran (accounts included).
 #
 #   bench/run-chat.sh BUILD_DIR SYNC MODE ARGS...
 #   e.g. bench/run-chat.sh build batch throughput 8 10
@@ -25,8 +26,14 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$port" ] || { echo "parleyd did not start" >&2; cat "$log" >&2; exit 1; }
+# server CPU (user + system, in clock ticks) across the client's run
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+t0=$(ticks)
 result=$("$build/bench/chatbench" 127.0.0.1 "$port" "$@")
+t1=$(ticks)
+cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN { printf "%.2f", t / hz }')
 kill -TERM $pid
 wait $pid || true
 stats=$(sed -n 's/.*event=stats \(commits=[0-9]* writes=[0-9]*\).*/\1/p' "$log")
-echo "sync=$sync $result $stats"
+echo "sync=$sync $result $stats server_cpu_s=$cpu"
