@@ -47,6 +47,8 @@
 
 #include <uv.h>
 
+#include "bench_account.h"
+
 #include "client.h"
 #include "codec.h"
 #include "hist.h"
@@ -139,36 +141,8 @@ static int call(proto_sync_t *s, proto_req_t *q, const msgpack_object **r)
 
 static int setup_user(member_t *p, int i)
 {
-    proto_sync_t *s;
-    const msgpack_object *r;
-    proto_req_t q;
-    int rc;
-
     snprintf(p->name, sizeof(p->name), "gb%d_%d", (int)getpid() % 100000, i);
-    if ((rc = proto_sync_connect(B.host, B.port, SETUP_MS, &s)) < 0)
-        return rc;
-    memset(&q, 0, sizeof(q));
-    q.op = PROTO_OP_REGISTER;
-    q.u.reg.user = proto_cstr(p->name);
-    q.u.reg.password = proto_cstr("bench-password");
-    if ((rc = call(s, &q, &r)) != 0)
-        goto out;
-    memset(&q, 0, sizeof(q));
-    q.op = PROTO_OP_LOGIN;
-    q.u.login.user = proto_cstr(p->name);
-    q.u.login.password = proto_cstr("bench-password");
-    q.u.login.device = proto_cstr("bench");
-    if ((rc = call(s, &q, &r)) != 0)
-        goto out;
-    const msgpack_object *t = proto_map_get(r, "token");
-    if (!t || t->type != MSGPACK_OBJECT_BIN || t->via.bin.size != 32) {
-        rc = -EPROTO;
-        goto out;
-    }
-    memcpy(p->token, t->via.bin.ptr, 32);
-out:
-    proto_sync_close(s);
-    return rc;
+    return bench_account(B.host, B.port, p->name, SETUP_MS, p->token);
 }
 
 /* The first user creates the group of all the others. */

@@ -10,22 +10,7 @@
 set -eu
 build=$1 sync=$2
 shift 2
-data=$(mktemp -d /tmp/parley-bench-XXXXXX)
-log=$data.log
-: >"$data.out"
-"$build/actors/parleyd" --listen 127.0.0.1:0 --data "$data" --sync "$sync" \
-  --pwhash-ops min --pwhash-mem min --request-rate 1000000 \
-  --request-burst 1000000 --push-window 5000 --log-level info \
-  --map-size 8589934592 >"$data.out" 2>"$log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$data" "$data.out" "$log"' EXIT
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/^listening [^ ]*:\([0-9]*\)$/\1/p' "$data.out")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "parleyd did not start" >&2; cat "$log" >&2; exit 1; }
+. "$(dirname "$0")/parleyd-start.sh"
 # server CPU (user + system, in clock ticks) across the client's run
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 t0=$(ticks)
