@@ -54,11 +54,6 @@ typedef struct acc_state {
     uint8_t sipkey[crypto_shorthash_KEYBYTES];
 } acc_state_t;
 
-void chat_device_name(uint64_t devid, char buf[32])
-{
-    snprintf(buf, 32, "dev.%llu", (unsigned long long)devid);
-}
-
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -536,14 +531,12 @@ static int after_work(rt_actor_t *self, pending_t *p, int result)
     return store_write(self, p, &op);
 }
 
+/* The device's session passes the news to each of its connections. */
 static void notify_revoked(rt_actor_t *self, uint64_t devid)
 {
-    char name[32];
-
-    chat_device_name(devid, name);
-    rt_id_t conn = rt_whereis(rt_system(self), name);
-    if (conn)
-        rt_send_copy(rt_system(self), conn, CHAT_ACC_REVOKED, NULL, 0);
+    rt_id_t sess = rt_whereis_key(rt_system(self), devid);
+    if (sess)
+        rt_send_copy(rt_system(self), sess, CHAT_ACC_REVOKED, NULL, 0);
 }
 
 static void after_store(rt_actor_t *self, pending_t *p,

@@ -47,7 +47,8 @@ enum {
      * callbacks, where rt_request() is not available. */
     CHAT_ACC_REQ = 0x5800,
     CHAT_ACC_REPLY, /* to req.reply_to: chat_acc_reply_t */
-    /* to a connection: its device was revoked. No payload. */
+    /* to a device's session, which passes it on to each of its
+     * connections: the device was revoked. No payload. */
     CHAT_ACC_REVOKED,
 };
 
@@ -77,9 +78,5 @@ typedef struct chat_acc_reply {
     uint32_t wire_len;
     uint8_t wire[]; /* the encoded reply, to send as it is */
 } chat_acc_reply_t;
-
-/* The registry name of a device's connection: "dev.<devid>". A connection
- * registers it on login or resume so that a revocation reaches it. */
-void chat_device_name(uint64_t devid, char buf[32]);
 
 #endif /* PARLEY_ACTORS_ACCOUNTS_H */

@@ -820,8 +820,6 @@ static void free_login(conn_t *c)
  * server fault (the client may retry), and later requests get 500. */
 static void sess_failed(conn_t *c)
 {
-    char name[32];
-
     rt_log(RT_LOG_WARN, "conn", "id=%llu event=no_session device=%llu",
            (unsigned long long)c->id, (unsigned long long)c->devid);
     c->sess = 0;
@@ -830,8 +828,6 @@ static void sess_failed(conn_t *c)
     send_err(c, c->login->re, PROTO_E_INTERNAL, "session unavailable; retry",
              0);
     free_login(c);
-    chat_device_name(c->devid, name);
-    rt_unregister(c->cl->sys, name);
     c->uid = c->devid = 0;
     c->user[0] = '\0';
 }
@@ -955,7 +951,6 @@ static void sess_leave(rt_actor_t *self, conn_t *c)
 static void on_acc_reply(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
 {
     const chat_acc_reply_t *r = (const chat_acc_reply_t *)msg->data;
-    char name[32];
 
     if (msg->size < sizeof(*r) || msg->size - sizeof(*r) < r->wire_len)
         return;
@@ -968,10 +963,8 @@ static void on_acc_reply(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
         c->uid = r->uid;
         c->devid = r->devid;
         memcpy(c->user, r->user, sizeof(c->user));
-        chat_device_name(c->devid, name);
-        /* TODO: a second connection of one device is not registered, so
-         * only the first hears of a revocation; sessions will fix it. */
-        rt_register(c->cl->sys, name, c->id);
+        /* not registered: a revocation or a kick reaches it through the
+         * device's session, which knows all of the device's connections */
         /* the reply waits until the session is attached, so that it goes
          * out before the mailbox entries the session pushes */
         free_login(c);
@@ -986,8 +979,6 @@ static void on_acc_reply(rt_actor_t *self, conn_t *c, const rt_msg_t *msg)
         }
     } else if (r->code == 0 && r->op == PROTO_OP_LOGOUT) {
         sess_leave(self, c);
-        chat_device_name(c->devid, name);
-        rt_unregister(c->cl->sys, name);
         c->uid = c->devid = 0;
         c->user[0] = '\0';
     }

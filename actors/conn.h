@@ -52,7 +52,9 @@ typedef struct chat_listener_args {
 enum {
     CHAT_LISTENER_STOP = 0x5900, /* no payload */
     CHAT_CONN_STOP,              /* a connection to itself: end now */
-    CHAT_CONN_KICK,              /* the operator: close with 1008, no payload */
+    /* the operator, through the device's session, which passes it on to
+     * each connection: close with 1008. No payload. */
+    CHAT_CONN_KICK,
     CHAT_CONN_SHUTDOWN, /* the server stops: close with 1001, no payload */
 };
 

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "accounts.h"
+#include "conn.h"
 #include "group.h"
 #include "log.h"
 #include "mailbox.h"
@@ -822,6 +824,15 @@ static void on_event(session_t *s, const rt_msg_t *msg)
         chat_wire_send(s->sys, s->conns[i].id, msg->data, msg->size, 0);
 }
 
+/* A revocation or an operator's kick goes to every connection of the
+ * device: connections are not registered themselves, so the session is
+ * the one place that knows them all. */
+static void to_each_conn(session_t *s, uint32_t type)
+{
+    for (uint32_t i = 0; i < s->nconns; i++)
+        rt_send_copy(s->sys, s->conns[i].id, type, NULL, 0);
+}
+
 /* ---- the actor -------------------------------------------------------- */
 
 static int session_init(rt_actor_t *self, void *arg)
@@ -910,6 +921,10 @@ static int session_handle(rt_actor_t *self, rt_msg_t *msg)
     case CHAT_SESS_FLUSH:
         s->flush_queued = false; /* flushed above */
         break;
+    case CHAT_ACC_REVOKED:
+    case CHAT_CONN_KICK:
+        to_each_conn(s, msg->type);
+        break;
     }
     return RT_CONTINUE;
 }
@@ -945,8 +960,11 @@ static void session_describe(rt_actor_t *self, char *buf, size_t len)
 {
     session_t *s = rt_state(self);
 
-    snprintf(buf, len, "user=%s device=%llu conns=%u acked=%llu pending=%u",
+    /* the shell reads conns= and conn= (the first connection) */
+    snprintf(buf, len,
+             "user=%s device=%llu conns=%u conn=%llu acked=%llu pending=%u",
              s->user, (unsigned long long)s->devid, s->nconns,
+             (unsigned long long)(s->nconns ? s->conns[0].id : 0),
              (unsigned long long)s->acked, s->npend);
 }
 

@@ -759,57 +759,156 @@ static void cmd_kill(shell_t *sh, int argc, char **argv)
 
 /* ---- accounts: user, disconnect, block, unblock, invite ------------------ */
 
+/* A look at a user's devices, for `user`, `disconnect` and `block`.
+ * Connections are not registered: each device's session (registered
+ * under its device id) is asked for its summary, which counts its
+ * connections and names the first, and a kick goes to the session, which
+ * passes it on to each connection. */
+enum { LOOK_SHOW, LOOK_DISCONNECT, LOOK_BLOCK };
+
+#define LOOK_MAX_ASKED 0xffff /* the device index fits a detail's ref */
+
+typedef struct look_dev {
+    json_t *line;   /* its "device" line so far, for LOOK_SHOW */
+    rt_id_t sess;   /* its live session, or 0 */
+    rt_id_t conn;   /* the session's first connection, or 0 */
+    uint32_t conns; /* connections the session holds */
+} look_dev_t;
+
+/* Must be the first member of the run's data: look_msg reads it there. */
 typedef struct user_look {
     shell_t *sh;
     chat_user_rec_t rec;
-    int devices, online;
-    bool emit; /* emit a "device" line for each */
-    bool kick; /* send each online device's actor CHAT_CONN_KICK */
-    int kicked;
+    int mode;
+    char name[PROTO_MAX_NAME + 1];
+    look_dev_t *v;
+    size_t n, cap, asked, answered;
 } user_look_t;
 
-/* A device now: its connection (registered under "dev.<id>" at login),
- * its session (registered under its device id) with the session's
- * mailbox depth, and its stored mailbox: entries appended and not yet
- * acknowledged, and the time of the oldest of them. */
+static uint64_t look_ref(shell_t *sh, size_t i)
+{
+    return sh->run.seq << 16 | (uint64_t)i;
+}
+
+/* A device now: its session with the session's mailbox depth, and its
+ * stored mailbox: entries appended and not yet acknowledged, and the time
+ * of the oldest of them. The session's summary comes later. */
 static int look_device(uint64_t devid, const chat_device_rec_t *d, void *ctx)
 {
     user_look_t *u = ctx;
     shell_t *sh = u->sh;
-    char name[32];
-    rt_actor_info_t ci = {0}, si = {0};
+    rt_actor_info_t si = {0};
     chat_mhead_t head = {0};
-
-    chat_device_name(devid, name);
-    rt_id_t conn = rt_whereis(sh->sys, name);
-    rt_id_t sess = rt_whereis_key(sh->sys, devid);
-    bool has_conn = conn && rt_actor_info(sh->sys, conn, &ci) == 0;
-    bool has_sess = sess && rt_actor_info(sh->sys, sess, &si) == 0;
-    bool online = has_conn || has_sess;
-    chat_db_mhead(sh->args->db, devid, &head);
     uint64_t oldest_seq = 0, oldest_ts = 0;
+
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? u->cap * 2 : 4;
+        look_dev_t *v = realloc(u->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        u->v = v;
+        u->cap = cap;
+    }
+    look_dev_t *ld = &u->v[u->n++];
+    memset(ld, 0, sizeof(*ld));
+    rt_id_t sess = rt_whereis_key(sh->sys, devid);
+    if (sess && rt_actor_info(sh->sys, sess, &si) == 0)
+        ld->sess = sess;
+    if (ld->sess && u->n - 1 < LOOK_MAX_ASKED &&
+        rt_actor_detail(sh->sys, sess, sh->id, look_ref(sh, u->n - 1)) == 0)
+        u->asked++;
+    if (u->mode != LOOK_SHOW)
+        return 0;
+    chat_db_mhead(sh->args->db, devid, &head);
     chat_db_mbox_oldest(sh->args->db, devid, &oldest_seq, &oldest_ts);
-    u->devices++;
-    u->online += online;
-    if (u->kick && has_conn &&
-        rt_send_copy(sh->sys, conn, CHAT_CONN_KICK, NULL, 0) == 0)
-        u->kicked++;
-    if (u->emit)
-        shell_emit(
-            sh,
-            json_pack(
-                "{s:{s:I,s:s,s:I,s:I,s:b,s:I,s:I,s:I,s:I,s:I,s:I}}", "device",
-                "id", (json_int_t)devid, "name", d->name, "created",
-                (json_int_t)d->created, "last_seen", (json_int_t)d->last_seen,
-                "online", online, "conn", (json_int_t)(has_conn ? conn : 0),
-                "session", (json_int_t)(has_sess ? sess : 0), "session_mailbox",
-                (json_int_t)si.mailbox, "undelivered",
-                (json_int_t)(head.last > head.acked ? head.last - head.acked
-                                                    : 0),
-                "acked", (json_int_t)head.acked, "oldest_undelivered",
-                (json_int_t)oldest_ts),
-            false);
+    ld->line = json_pack(
+        "{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)devid, "name",
+        d->name, "created", (json_int_t)d->created, "last_seen",
+        (json_int_t)d->last_seen, "session_mailbox", (json_int_t)si.mailbox,
+        "undelivered",
+        (json_int_t)(head.last > head.acked ? head.last - head.acked : 0),
+        "acked", (json_int_t)head.acked, "oldest_undelivered",
+        (json_int_t)oldest_ts);
     return 0;
+}
+
+/* Every session answered, or the wait ended: emit, kick, finish. */
+static void look_finish(shell_t *sh, user_look_t *u)
+{
+    int online = 0, kicked = 0;
+
+    for (size_t i = 0; i < u->n; i++) {
+        look_dev_t *ld = &u->v[i];
+        online += ld->sess != 0;
+        if (u->mode != LOOK_SHOW && ld->sess &&
+            rt_send_copy(sh->sys, ld->sess, CHAT_CONN_KICK, NULL, 0) == 0)
+            kicked += (int)ld->conns;
+        if (!ld->line)
+            continue;
+        json_object_set_new(ld->line, "online", json_boolean(ld->sess));
+        json_object_set_new(ld->line, "conn", json_integer(ld->conn));
+        json_object_set_new(ld->line, "session", json_integer(ld->sess));
+        shell_emit(sh, json_pack("{s:o}", "device", ld->line), false);
+        ld->line = NULL;
+    }
+    if (u->mode == LOOK_SHOW)
+        return shell_done(sh, json_pack("{s:i,s:i,s:s}", "devices", (int)u->n,
+                                        "online", online, "presence",
+                                        online ? "online" : "offline"));
+    if (u->mode == LOOK_BLOCK)
+        return shell_done(sh, json_pack("{s:s,s:i}", "blocked", u->name,
+                                        "disconnected", kicked));
+    rt_log(RT_LOG_INFO, "shell", "id=%llu event=disconnect user=%s closed=%d",
+           (unsigned long long)sh->id, u->name, kicked);
+    shell_done(sh,
+               json_pack("{s:s,s:i}", "user", u->name, "disconnected", kicked));
+}
+
+static void look_msg(shell_t *sh, rt_msg_t *msg)
+{
+    user_look_t *u = sh->run.data;
+
+    if (msg->type == RT_MSG_DETAIL && (msg->ref >> 16) == sh->run.seq &&
+        msg->size >= sizeof(rt_actor_detail_t)) {
+        const rt_actor_detail_t *d = (const rt_actor_detail_t *)msg->data;
+        size_t i = (size_t)(msg->ref & 0xffff);
+        const char *p = strstr(d->summary, " conns=");
+        unsigned n;
+        unsigned long long id;
+        if (i < u->n && p && sscanf(p, " conns=%u conn=%llu", &n, &id) == 2) {
+            u->v[i].conns = n;
+            u->v[i].conn = (rt_id_t)id;
+        }
+        if (++u->answered == u->asked)
+            look_finish(sh, u);
+        return;
+    }
+    if (msg->type == SHELL_TICK)
+        look_finish(sh, u);
+}
+
+static void look_end(shell_t *sh)
+{
+    user_look_t *u = sh->run.data;
+
+    for (size_t i = 0; i < u->n; i++)
+        json_decref(u->v[i].line);
+    free(u->v);
+}
+
+/* Reads the user's devices and asks their sessions; look_finish ends the
+ * command. u is the run's data. */
+static void look_start(shell_t *sh, user_look_t *u, int mode)
+{
+    sh->run.on_msg = look_msg;
+    sh->run.on_end = look_end;
+    u->sh = sh;
+    u->mode = mode;
+    if (chat_db_devices_each(sh->args->db, u->rec.uid, look_device, u) < 0)
+        return shell_fail(sh, "store", "the store could not be read",
+                          "see the server's log for the LMDB error");
+    if (u->asked == 0 || shell_tick(sh, DETAIL_TIMEOUT_MS) < 0)
+        look_finish(sh, u);
 }
 
 /* Reads the account of argv[1] into *u. Returns 0, or fails the command
@@ -839,48 +938,39 @@ static int find_user(shell_t *sh, int argc, char **argv, user_look_t *u)
 
 static void cmd_user(shell_t *sh, int argc, char **argv)
 {
-    user_look_t u;
+    user_look_t *u = calloc(1, sizeof(*u));
     uint64_t since = 0;
 
-    if (find_user(sh, argc, argv, &u) < 0)
+    if (!u)
+        return shell_fail(sh, "internal", "out of memory", no_hint);
+    sh->run.data = u;
+    if (find_user(sh, argc, argv, u) < 0)
         return;
-    int blocked = chat_db_user_blocked(sh->args->db, u.rec.uid, &since);
+    int blocked = chat_db_user_blocked(sh->args->db, u->rec.uid, &since);
     shell_emit(sh,
                json_pack("{s:{s:s,s:I,s:I,s:b,s:I}}", "user", "name", argv[1],
-                         "uid", (json_int_t)u.rec.uid, "created",
-                         (json_int_t)u.rec.created, "blocked", blocked > 0,
+                         "uid", (json_int_t)u->rec.uid, "created",
+                         (json_int_t)u->rec.created, "blocked", blocked > 0,
                          "blocked_since", (json_int_t)since),
                false);
-    u.emit = true;
-    if (chat_db_devices_each(sh->args->db, u.rec.uid, look_device, &u) < 0)
-        return shell_fail(sh, "store", "the store could not be read",
-                          "see the server's log for the LMDB error");
-    shell_done(sh, json_pack("{s:i,s:i,s:s}", "devices", u.devices, "online",
-                             u.online, "presence",
-                             u.online ? "online" : "offline"));
-}
-
-static int kick_user(shell_t *sh, uint64_t uid)
-{
-    user_look_t u = {.sh = sh, .kick = true};
-
-    chat_db_devices_each(sh->args->db, uid, look_device, &u);
-    return u.kicked;
+    look_start(sh, u, LOOK_SHOW);
 }
 
 static void cmd_disconnect(shell_t *sh, int argc, char **argv)
 {
-    user_look_t u;
+    user_look_t *u = calloc(1, sizeof(*u));
 
-    if (find_user(sh, argc, argv, &u) < 0)
+    if (!u)
+        return shell_fail(sh, "internal", "out of memory", no_hint);
+    sh->run.data = u;
+    if (find_user(sh, argc, argv, u) < 0)
         return;
-    int n = kick_user(sh, u.rec.uid);
-    rt_log(RT_LOG_INFO, "shell", "id=%llu event=disconnect user=%s closed=%d",
-           (unsigned long long)sh->id, argv[1], n);
-    shell_done(sh, json_pack("{s:s,s:i}", "user", argv[1], "disconnected", n));
+    snprintf(u->name, sizeof(u->name), "%s", argv[1]);
+    look_start(sh, u, LOOK_DISCONNECT);
 }
 
 typedef struct store_run {
+    user_look_t look; /* first: a block goes on to disconnect the user */
     int64_t ref;
     uint32_t kind;
     uint64_t uid;
@@ -912,9 +1002,9 @@ static void store_msg(shell_t *sh, rt_msg_t *msg)
                       sh->args->cfg->registration_open ? "open" : "closed"));
     if (r->kind == CHAT_STORE_UNBLOCK_USER)
         return shell_done(sh, json_pack("{s:s}", "unblocked", r->name));
-    int n = kick_user(sh, r->uid);
-    shell_done(sh,
-               json_pack("{s:s,s:i}", "blocked", r->name, "disconnected", n));
+    r->look.rec.uid = r->uid;
+    snprintf(r->look.name, sizeof(r->look.name), "%s", r->name);
+    look_start(sh, &r->look, LOOK_BLOCK);
 }
 
 /* Sends op to the store actor; its answer ends the command. */
