@@ -54,6 +54,7 @@ typedef struct lg_opts {
     double timeout_s;  /* bound on each phase */
     int body;          /* message body bytes */
     int backlog;       /* catch-up: messages per offline receiver */
+    int group_size;    /* group: members of a group, its sender included */
     uint64_t run_id;   /* in every body: tells this run's messages */
     const char *run_dir;
     const char *parleyd; /* spawn this server, or NULL */

@@ -364,10 +364,14 @@ static int probe_send(void)
 static void start_workers(void)
 {
     int per = (G.o.conns / G.o.workers) & ~1, first = 0;
+    int s = G.o.group_size, groups = s ? G.o.conns / s : 0;
 
     for (int i = 0; i < G.o.workers; i++) {
         int sv[2];
         int n = i == G.o.workers - 1 ? G.o.conns - first : per;
+        /* group: whole groups in each worker, the rest in the last */
+        if (s && i < G.o.workers - 1)
+            n = (groups / G.o.workers + (i < groups % G.o.workers)) * s;
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
             die("%s", "socketpair failed");
         fflush(NULL);
@@ -691,10 +695,11 @@ static void report(int phases_done, bool timed_out, int log_emfile)
     printf("\"settings\":{\"conns\":%d,\"workers\":%d,\"rate\":%.0f,"
            "\"window\":%d,\"sources\":%d,\"duration_s\":%.1f,"
            "\"hold_s\":%.1f,\"timeout_s\":%.0f,\"body\":%d,"
-           "\"backlog\":%d,\"server\":\"%s\",\"spawned\":%s},",
+           "\"backlog\":%d,\"group_size\":%d,\"server\":\"%s\","
+           "\"spawned\":%s},",
            o->conns, o->workers, o->rate, o->window, o->sources, o->duration_s,
-           o->hold_s, o->timeout_s, o->body, o->backlog, G.server_addr,
-           o->parleyd ? "true" : "false");
+           o->hold_s, o->timeout_s, o->body, o->backlog, o->group_size,
+           G.server_addr, o->parleyd ? "true" : "false");
     printf("\"phases\":[");
     for (int p = 0; p < phases_done; p++) {
         phase_result_t *r = &G.ph[p];
@@ -767,6 +772,8 @@ static void usage(void)
             "  --body B          message body bytes (default 64)\n"
             "  --backlog N       catch-up messages per receiver "
             "(default 100)\n"
+            "  --group-size S    group: members of each group, its "
+            "sender included (required)\n"
             "  --server-arg ARG  one more argument for the spawned "
             "parleyd (repeatable)\n",
             LG_CONNS_WORKER, LG_MAX_SOURCES);
@@ -835,6 +842,8 @@ static void parse(int argc, char **argv)
             o->body = (int)num(v);
         else if (!strcmp(a, "--backlog"))
             o->backlog = (int)num(v);
+        else if (!strcmp(a, "--group-size"))
+            o->group_size = (int)num(v);
         else if (!strcmp(a, "--server-arg") && o->server_args < 16)
             o->server_argv[o->server_args++] = v;
         else
@@ -848,15 +857,25 @@ static void parse(int argc, char **argv)
         o->sources = o->parleyd || strncmp(o->host, "127.", 4) == 0 ? 16 : 0;
     if (o->sources > LG_MAX_SOURCES)
         usage();
-    o->conns += o->conns & 1; /* accounts talk in pairs */
+    bool group = !strcmp(G.wl->name, "group");
+    if (!group) {
+        o->conns += o->conns & 1; /* accounts talk in pairs */
+        o->group_size = 0;
+    } else if (o->group_size < 2 || o->group_size > o->conns || o->body < 24) {
+        die("%s", "group needs 2 <= --group-size <= --conns, --body >= 24");
+    }
     if (o->conns < 2 || o->window < 1 || o->body < 16 ||
         o->body > PROTO_MAX_BODY || o->timeout_s <= 0)
         usage();
     int need = (o->conns + LG_CONNS_WORKER - 1) / LG_CONNS_WORKER;
-    if (o->workers <= 0)
+    int groups = group ? o->conns / o->group_size : 0;
+    if (o->workers <= 0) {
         o->workers = need > 2 ? need : 2;
+        if (group && o->workers > groups)
+            o->workers = groups; /* a group never spans two workers */
+    }
     if (o->workers < need || o->workers > LG_MAX_WORKERS ||
-        o->workers * 2 > o->conns)
+        o->workers * 2 > o->conns || (group && o->workers > groups))
         die("%s", "--workers must give each worker 2 to 15,000 clients");
 }
 

@@ -4,9 +4,10 @@
  *
  * A worker owns accounts [first, first + count) of the token file; count
  * is even and first is even, so account i talks to account i ^ 1 and both
- * live in the same worker. The parent starts each phase with LG_CMD_GO;
- * the worker answers with an LG_REC_PHASE record when the phase's units
- * of work are all done or failed, or when the phase's time is up (the
+ * live in the same worker (group: count is whole groups, plus the
+ * connections left over in the last worker). The parent starts each phase with
+ * LG_CMD_GO; the worker answers with an LG_REC_PHASE record when the phase's
+ * units of work are all done or failed, or when the phase's time is up (the
  * rest then count as failed). Every 250 ms it sends LG_REC_PROGRESS.
  *
  * Phases of each workload (units of work in brackets):
@@ -19,6 +20,14 @@
  *   catch-up         1 connect the even accounts; 2 they send --backlog
  *                    messages each to their offline partners [sends];
  *                    3 the partners connect and drain [messages received]
+ *   group            1 connect all; 2 the first member of each group of
+ *                    --group-size creates it with the others [groups
+ *                    whose every member has its `created` event]; 3 the
+ *                    creators send to their groups for --duration at the
+ *                    offered rate [messages at every member]
+ *
+ * A group's members all live in one worker (the parent splits on group
+ * boundaries), so the worker alone sees when the last one has a message.
  *
  * Latency of a message: CLOCK_MONOTONIC at the time it was due (not when
  * it left, so a late generator shows up as latency rather than hiding
@@ -46,10 +55,13 @@
 #define SEND_WINDOW    16  /* sends in flight per connection */
 #define DRAIN_GRACE_NS 5000000000ull /* after traffic, for the last replies */
 #define QUIT_GRACE_MS  3000
+#define GROUP_RING     256  /* messages of a group not yet at every member */
+#define GROUP_WINDOW   16   /* as fast as possible: that many in flight */
+#define GROUP_ACK_TICK 1000 /* ticks between two rounds of group acks */
 
 enum cstate { C_NONE, C_CONNECTING, C_OPEN, C_CLOSING };
 
-enum wl_id { WL_IDLE, WL_CONNECT, WL_STORM, WL_ONE2ONE, WL_CATCHUP };
+enum wl_id { WL_IDLE, WL_CONNECT, WL_STORM, WL_ONE2ONE, WL_CATCHUP, WL_GROUP };
 
 const lg_workload_t lg_workloads[] = {
     [WL_IDLE] = {"idle",
@@ -77,6 +89,11 @@ const lg_workload_t lg_workloads[] = {
                     3,
                     true,
                     {"connect+resume", "send to stored", "connect to msg"}},
+    [WL_GROUP] = {"group",
+                  "one sender per group; time to the last member",
+                  3,
+                  true,
+                  {"connect+resume", "create to all in", "send to all in"}},
     {NULL, NULL, 0, false, {NULL}},
 };
 
@@ -102,7 +119,29 @@ typedef struct conn {
     uint32_t inflight;
     uint32_t got;  /* catch-up: messages received */
     uint64_t left; /* catch-up: messages still to send */
+    /* group: the last `created` seen, and the position in its stream */
+    uint64_t gid_seen, gseq, gacked;
 } conn_t;
+
+/* A message of a group on its way to the members. */
+typedef struct gslot {
+    uint64_t k;   /* its number in the group, written in the body */
+    uint64_t due; /* when it was due (or sent, at full speed) */
+    uint32_t got; /* members that have it */
+    bool live;
+} gslot_t;
+
+/* A group of conns[first .. first + group_size - 1]; first sends. */
+typedef struct group {
+    int first;
+    uint64_t gid;      /* 0 until group.create is answered */
+    uint64_t t0;       /* group.create sent */
+    int joined;        /* members other than the sender with `created` */
+    bool done;         /* phase 2: counted */
+    uint64_t next;     /* messages issued */
+    uint32_t inflight; /* issued, not yet at every member */
+    gslot_t *ring;     /* GROUP_RING slots */
+} group_t;
 
 struct worker {
     const lg_opts_t *o;
@@ -134,6 +173,9 @@ struct worker {
     uint64_t traffic_end;
     int cursor;
     uint64_t ticks;
+    /* group workload */
+    group_t *groups;
+    int ngroups;
 };
 
 static worker_t W;
@@ -436,13 +478,22 @@ static bool is_ev(const msgpack_object *ev, const char *name)
            !memcmp(v->via.str.ptr, name, n);
 }
 
+static void on_group_entry(worker_t *w, conn_t *c, const msgpack_object *ev,
+                           uint64_t gid);
+
 static void on_event(proto_client_t *cl, void *user, const msgpack_object *ev,
                      const uint8_t *raw, size_t len)
 {
     conn_t *c = user;
     worker_t *w = c->w;
     uint64_t seq = get_uint(ev, "seq");
+    uint64_t gid = get_uint(ev, "gid");
 
+    /* a group's stream is numbered apart from the mailbox */
+    if (gid && (is_ev(ev, "msg") || is_ev(ev, "group"))) {
+        on_group_entry(w, c, ev, gid);
+        return;
+    }
     if (seq && seq <= c->seq)
         return; /* a replay after a lost ack */
     if (seq)
@@ -475,6 +526,290 @@ static void on_event(proto_client_t *cl, void *user, const msgpack_object *ev,
 acked:
     if (c->seq - c->acked >= ACK_EVERY)
         ack(w, c);
+}
+
+/* ---- groups ---- */
+
+static group_t *conn_group(worker_t *w, conn_t *c)
+{
+    int s = w->o->group_size;
+
+    if (!w->ngroups || c->idx >= w->ngroups * s)
+        return NULL;
+    return &w->groups[c->idx / s];
+}
+
+static void group_ack(conn_t *c, uint64_t gid, uint64_t upto)
+{
+    proto_req_t req = {.op = PROTO_OP_ACK};
+
+    if (c->state != C_OPEN || !upto)
+        return;
+    req.has = 1u << PROTO_F_GID; /* optional: sent only when marked */
+    req.u.ack.gid = gid;
+    req.u.ack.upto = upto;
+    proto_client_request(c->cl, &req, NULL, NULL);
+}
+
+static void group_ack_own(worker_t *w, conn_t *c)
+{
+    group_t *g = conn_group(w, c);
+
+    if (!g || !g->gid || c->gid_seen != g->gid || c->gseq <= c->gacked)
+        return;
+    group_ack(c, g->gid, c->gseq);
+    c->gacked = c->gseq;
+}
+
+/* Phase 2: the group exists and every member has its `created`. */
+static void group_check_created(worker_t *w, group_t *g)
+{
+    if (g->done || !g->gid || g->joined < w->o->group_size - 1)
+        return;
+    g->done = true;
+    if (w->active && w->phase == 2) {
+        lg_hist_record(&w->hist, lg_now_ns() - g->t0);
+        unit_done(w, true);
+    }
+}
+
+static void on_group_created(proto_client_t *cl, void *arg, int status,
+                             const msgpack_object *reply, const uint8_t *raw,
+                             size_t len)
+{
+    group_t *g = arg;
+    worker_t *w = &W;
+    int s = w->o->group_size;
+    uint64_t gid = status == 0 && reply ? get_uint(reply, "gid") : 0;
+
+    if (!gid) {
+        w->c.send_err++;
+        w->c.last_error = status ? status : -EPROTO;
+        g->done = true;
+        if (w->phase == 2)
+            unit_done(w, false);
+        return;
+    }
+    g->gid = gid;
+    /* members whose `created` came before this reply; a `created` of a
+     * group of an earlier run is acked and forgotten */
+    for (int i = g->first; i < g->first + s; i++) {
+        conn_t *c = &w->conns[i];
+        if (c->gid_seen == gid) {
+            g->joined += i != g->first;
+        } else if (c->gid_seen) {
+            group_ack(c, c->gid_seen, c->gseq);
+            c->gid_seen = c->gseq = c->gacked = 0;
+        }
+    }
+    group_check_created(w, g);
+}
+
+static void group_create(worker_t *w, group_t *g)
+{
+    int s = w->o->group_size;
+    conn_t *c = &w->conns[g->first];
+    proto_req_t req = {.op = PROTO_OP_GROUP_CREATE};
+    proto_str_t *names = calloc((size_t)s, sizeof(*names));
+
+    if (!names || c->state != C_OPEN) {
+        free(names);
+        g->done = true;
+        unit_done(w, false);
+        return;
+    }
+    for (int i = 1; i < s; i++) {
+        const char *n = w->acc[g->first + i].name;
+        names[i - 1] = (proto_str_t){n, (uint32_t)strlen(n)};
+    }
+    req.u.group_create.name = proto_cstr("loadgen");
+    req.u.group_create.members = (proto_names_t){names, (uint32_t)(s - 1)};
+    g->t0 = lg_now_ns();
+    if (proto_client_request(c->cl, &req, on_group_created, g) < 0) {
+        g->done = true;
+        w->c.send_err++;
+        unit_done(w, false);
+    }
+    free(names); /* encoded by the request */
+}
+
+/* A member has message k of g. */
+static void group_got(worker_t *w, group_t *g, uint64_t k)
+{
+    gslot_t *sl = &g->ring[k % GROUP_RING];
+    uint64_t now = lg_now_ns();
+
+    if (!sl->live || sl->k != k)
+        return;
+    if (++sl->got < (uint32_t)w->o->group_size - 1)
+        return;
+    sl->live = false;
+    g->inflight--;
+    if (w->active && w->phase == 3) {
+        if (sl->due <= now)
+            lg_hist_record(&w->hist, now - sl->due);
+        unit_done(w, true);
+    }
+}
+
+/* An entry of a group's stream: a `msg` or `group` event with `gid`. */
+static void on_group_entry(worker_t *w, conn_t *c, const msgpack_object *ev,
+                           uint64_t gid)
+{
+    group_t *g = conn_group(w, c);
+    uint64_t seq = get_uint(ev, "seq");
+    bool msg = is_ev(ev, "msg");
+
+    if (msg)
+        w->c.received++;
+    if (g && !g->gid && !msg && c->gid_seen != gid) {
+        /* perhaps the `created` of ours, before the creator's reply */
+        if (c->gid_seen)
+            group_ack(c, c->gid_seen, c->gseq);
+        c->gid_seen = gid;
+        c->gseq = seq;
+        c->gacked = 0;
+        return;
+    }
+    if (!g || gid != g->gid) {
+        /* left over from a group of an earlier run */
+        if (msg)
+            w->c.stale++;
+        group_ack(c, gid, seq);
+        return;
+    }
+    if (c->gid_seen != gid) {
+        c->gid_seen = gid;
+        c->gseq = c->gacked = 0;
+        if (c->idx != g->first) {
+            g->joined++;
+            group_check_created(w, g);
+        }
+    }
+    if (seq && seq <= c->gseq)
+        return; /* pushed again */
+    if (seq)
+        c->gseq = seq;
+    if (msg && c->idx != g->first) {
+        const msgpack_object *b = proto_map_get(ev, "body");
+        uint64_t run = 0, k = 0;
+        if (b && b->type == MSGPACK_OBJECT_BIN && b->via.bin.size >= 24) {
+            memcpy(&run, b->via.bin.ptr + 8, sizeof(run));
+            memcpy(&k, b->via.bin.ptr + 16, sizeof(k));
+        }
+        if (run == w->o->run_id)
+            group_got(w, g, k);
+        else
+            w->c.stale++;
+    }
+    if (c->gseq - c->gacked >= ACK_EVERY)
+        group_ack_own(w, c);
+}
+
+struct gsend {
+    group_t *g;
+    uint64_t k;
+};
+
+static void on_group_sent(proto_client_t *cl, void *arg, int status,
+                          const msgpack_object *reply, const uint8_t *raw,
+                          size_t len)
+{
+    struct gsend *sd = arg;
+    group_t *g = sd->g;
+    gslot_t *sl = &g->ring[sd->k % GROUP_RING];
+
+    if (status == 0) {
+        W.c.sent++;
+    } else {
+        W.c.send_err++;
+        W.c.last_error = status;
+        if (sl->live && sl->k == sd->k) { /* it will never arrive */
+            sl->live = false;
+            g->inflight--;
+        }
+    }
+    free(sd);
+}
+
+static int group_send(worker_t *w, group_t *g, uint64_t due_ns)
+{
+    conn_t *c = &w->conns[g->first];
+    proto_req_t req = {.op = PROTO_OP_GROUP_SEND};
+    uint64_t k = g->next;
+    gslot_t *sl = &g->ring[k % GROUP_RING];
+    struct gsend *sd = malloc(sizeof(*sd));
+
+    if (!sd)
+        return -ENOMEM;
+    *sd = (struct gsend){g, k};
+    memcpy(w->body, &due_ns, sizeof(due_ns));
+    memcpy(w->body + 16, &k, sizeof(k));
+    req.u.group_send.gid = g->gid;
+    req.u.group_send.cid = ++w->cid;
+    req.u.group_send.body = (proto_bin_t){w->body, (uint32_t)w->o->body};
+    *sl = (gslot_t){.k = k, .due = due_ns, .live = true};
+    int64_t id = proto_client_request(c->cl, &req, on_group_sent, sd);
+    if (id < 0) {
+        free(sd);
+        sl->live = false;
+        w->c.send_err++;
+        w->c.last_error = (int)id;
+        return (int)id;
+    }
+    g->next++;
+    g->inflight++;
+    return 0;
+}
+
+static uint32_t groups_inflight(worker_t *w)
+{
+    uint32_t n = 0;
+
+    for (int i = 0; i < w->ngroups; i++)
+        n += w->groups[i].inflight;
+    return n;
+}
+
+/* Group phase 3: every millisecond, the messages now due, round robin
+ * over the groups. A group whose ring (at a fixed rate) or window (at
+ * full speed) is full is skipped; at a fixed rate that shows in
+ * `behind`. */
+static void group_tick(worker_t *w)
+{
+    uint64_t now = lg_now_ns();
+
+    if (now >= w->traffic_end) {
+        if (groups_inflight(w) == 0 || now >= w->traffic_end + DRAIN_GRACE_NS) {
+            w->failed = w->issued > w->ok ? w->issued - w->ok : 0;
+            finish_phase(w);
+        }
+        return;
+    }
+    uint64_t due = w->rate > 0
+                       ? (uint64_t)((double)(now - w->pace_t0) * w->rate / 1e9)
+                       : UINT64_MAX;
+    int n = w->ngroups, tried = 0;
+    while (n > 0 && w->issued < due && tried < n) {
+        group_t *g = &w->groups[w->cursor];
+        w->cursor = (w->cursor + 1) % n;
+        tried++;
+        uint32_t cap = w->rate > 0 ? GROUP_RING : GROUP_WINDOW;
+        if (!g->gid || w->conns[g->first].state != C_OPEN ||
+            g->inflight >= cap || g->ring[g->next % GROUP_RING].live)
+            continue;
+        uint64_t due_ns =
+            w->rate > 0
+                ? w->pace_t0 + (uint64_t)((double)w->issued * 1e9 / w->rate)
+                : now;
+        if (group_send(w, g, due_ns) == 0)
+            w->issued++;
+        tried = 0;
+        if (w->rate <= 0 && w->issued % (uint64_t)n == 0)
+            break; /* as fast as possible: one round a tick */
+    }
+    if (w->rate > 0 && w->issued < due)
+        w->c.behind = due - w->issued;
 }
 
 /* Traffic of one-to-one: every millisecond, the messages now due. */
@@ -538,6 +873,8 @@ static void on_tick(uv_timer_t *t)
         return;
     if (w->id == WL_ONE2ONE && w->phase == 2)
         one2one_tick(w);
+    else if (w->id == WL_GROUP && w->phase == 3)
+        group_tick(w);
     else if (w->id == WL_CATCHUP && w->phase == 2)
         catchup_tick(w);
     else
@@ -546,6 +883,9 @@ static void on_tick(uv_timer_t *t)
     if (++w->ticks % ACK_TICKS == 0)
         for (int i = 0; i < w->count; i++)
             ack(w, &w->conns[i]);
+    if (w->ticks % GROUP_ACK_TICK == 0)
+        for (int i = 0; i < w->ngroups * w->o->group_size; i++)
+            group_ack_own(w, &w->conns[i]);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -603,6 +943,15 @@ static void start_phase(worker_t *w)
     } else if (w->id == WL_ONE2ONE) {
         w->t_first = now;
         w->traffic_end = now + (uint64_t)(o->duration_s * 1e9);
+    } else if (w->id == WL_GROUP && w->phase == 2) {
+        w->t_first = now;
+        w->target = (uint64_t)w->ngroups;
+        for (int i = 0; i < w->ngroups; i++)
+            group_create(w, &w->groups[i]);
+    } else if (w->id == WL_GROUP && w->phase == 3) {
+        w->t_first = now;
+        w->cursor = 0;
+        w->traffic_end = now + (uint64_t)(o->duration_s * 1e9);
     } else if (w->id == WL_CATCHUP && w->phase == 2) {
         w->t_first = now;
         w->target = (uint64_t)(w->count / 2) * (uint64_t)o->backlog;
@@ -621,7 +970,9 @@ static void start_phase(worker_t *w)
                    0);
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
     pump(w);
-    if (w->target == 0 && !(w->id == WL_ONE2ONE && w->phase == 2))
+    bool traffic = (w->id == WL_ONE2ONE && w->phase == 2) ||
+                   (w->id == WL_GROUP && w->phase == 3);
+    if (w->target == 0 && !traffic)
         finish_phase(w);
 }
 
@@ -685,6 +1036,18 @@ void lg_worker_main(const lg_opts_t *o, const lg_workload_t *wl,
     if (!w->conns || !w->body || !w->queue ||
         lg_hist_init(&w->hist, LG_HIST_BITS) < 0)
         _exit(4);
+    if (w->id == WL_GROUP) {
+        w->ngroups = count / o->group_size;
+        w->groups = calloc((size_t)w->ngroups + 1, sizeof(*w->groups));
+        if (!w->groups)
+            _exit(4);
+        for (int i = 0; i < w->ngroups; i++) {
+            w->groups[i].first = i * o->group_size;
+            w->groups[i].ring = calloc(GROUP_RING, sizeof(gslot_t));
+            if (!w->groups[i].ring)
+                _exit(4);
+        }
+    }
     for (int i = 0; i < count; i++) {
         w->conns[i].w = w;
         w->conns[i].idx = i;

@@ -31,7 +31,8 @@ if(TARGET loadgen)
       "connect\;--conns\;200\;--rate\;1000"
       "reconnect-storm\;--conns\;200"
       "one-to-one\;--conns\;200\;--rate\;400\;--duration\;1"
-      "catch-up\;--conns\;200\;--backlog\;5")
+      "catch-up\;--conns\;200\;--backlog\;5"
+      "group\;--conns\;64\;--group-size\;16\;--rate\;200\;--duration\;2")
   foreach(args ${PARLEY_LG_SMOKE})
     list(GET args 0 wl)
     add_test(NAME integration_loadgen_${wl}
