@@ -14,8 +14,14 @@ static void fill_info(rt_actor_t *a, rt_id_t id, rt_actor_info_t *out)
     out->id = id;
     out->kind = a->beh->kind ? a->beh->kind : "actor";
     out->parent = a->parent;
-    out->mailbox = mb_depth(a);
-    out->handled = atomic_load_explicit(&a->mb_out, memory_order_relaxed);
+    /* one reading of the popped count for both figures, so that handled
+     * plus waiting never exceeds what was pushed */
+    uint64_t popped = atomic_load_explicit(&a->mb_out, memory_order_acquire);
+    int32_t waiting =
+        (int32_t)(atomic_load_explicit(&a->mb_in, memory_order_acquire) -
+                  (uint32_t)popped);
+    out->mailbox = waiting > 0 ? (uint32_t)waiting : 0;
+    out->handled = popped;
     out->restarts = a->restarts;
     out->scheduler = a->pin;
     out->is_port = rt__is_port(a);

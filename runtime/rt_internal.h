@@ -181,18 +181,6 @@ static inline bool mb_push(rt_actor_t *a, rt_msg_t *m)
     return was_idle;
 }
 
-/* Messages waiting: pushed minus popped, both wrapping. */
-static inline uint32_t mb_depth(rt_actor_t *a)
-{
-    /* read `out` first: `in` only grows, so the difference can only be
-     * an overestimate by what arrived in between, never negative */
-    uint32_t out =
-        (uint32_t)atomic_load_explicit(&a->mb_out, memory_order_acquire);
-    int32_t d =
-        (int32_t)(atomic_load_explicit(&a->mb_in, memory_order_acquire) - out);
-    return d > 0 ? (uint32_t)d : 0;
-}
-
 static inline rt_msg_t *mb_pop(rt_actor_t *a)
 {
     rt_msg_t *tail = a->mb_tail;
