@@ -34,9 +34,11 @@ static int gate_handle(rt_actor_t *self, rt_msg_t *msg)
             trt_poll_pause();
         TCHECK(atomic_load(&a->open));
     } else if (msg->type == T_WORK) {
-        atomic_fetch_add(&a->work, 1);
         if (a->spin_us)
             trt_spin_us(a->spin_us);
+        /* The last touch of *a: the test returns, and its frame holding *a
+         * goes, as soon as it sees the count it waits for. */
+        atomic_fetch_add(&a->work, 1);
     }
     return RT_CONTINUE;
 }
