@@ -165,8 +165,8 @@ static uint64_t wait_for(uint32_t type, const char *what)
     uint64_t v = 0;
 
     if (!m) {
-        fprintf(stderr, "rtbench %s: no %s within %d ms\n", g.workload, what,
-                WAIT_MS);
+        fprintf(stderr, "rtbench %s: waited %d ms for %s in vain\n", g.workload,
+                WAIT_MS, what);
         _exit(1);
     }
     if (m->type != type) {
@@ -652,8 +652,9 @@ typedef struct sup_started {
 } sup_started_t;
 
 typedef struct sup_driver {
-    rt_id_t *ids;
-    uint32_t initial, sent, in_flight;
+    rt_id_t *ids;   /* each child's id, from its latest M_STARTED */
+    bool *crashing; /* crash sent, restart not yet heard of */
+    uint32_t initial, sent, in_flight, cursor;
     bool going;
 } sup_driver_t;
 
@@ -686,9 +687,17 @@ static const rt_behaviour_t sup_child_b = {
     .handle = sup_child_handle,
 };
 
+/* Crashes the next child, round-robin, whose last crash has been followed
+ * by its restart: a crash sent to a child still being restarted would go to
+ * its dead predecessor's id. With SUP_WINDOW far below SUP_CHILDREN the
+ * search is short. */
 static void sup_crash_next(sup_driver_t *d)
 {
-    must(send_empty(d->ids[d->sent % SUP_CHILDREN], M_CRASH), "crash");
+    while (d->crashing[d->cursor])
+        d->cursor = (d->cursor + 1) % SUP_CHILDREN;
+    must(send_empty(d->ids[d->cursor], M_CRASH), "crash");
+    d->crashing[d->cursor] = true;
+    d->cursor = (d->cursor + 1) % SUP_CHILDREN;
     d->sent++;
 }
 
@@ -698,6 +707,7 @@ static int sup_started(sup_driver_t *d, const rt_msg_t *m)
 
     memcpy(&st, m->data, sizeof st);
     d->ids[st.index] = st.id;
+    d->crashing[st.index] = false;
     if (!d->going) {
         if (++d->initial == SUP_CHILDREN)
             must(send_empty(g.port_id, M_READY), "send to port");
@@ -720,8 +730,10 @@ static int sup_driver_handle(rt_actor_t *self, rt_msg_t *m)
 
     if (!d->ids) {
         d->ids = rt_alloc(self, sizeof *d->ids * SUP_CHILDREN);
-        if (!d->ids)
+        d->crashing = rt_alloc(self, sizeof *d->crashing * SUP_CHILDREN);
+        if (!d->ids || !d->crashing)
             return RT_ENOMEM;
+        memset(d->crashing, 0, sizeof *d->crashing * SUP_CHILDREN);
     }
     if (m->type == M_STARTED)
         return sup_started(d, m);

@@ -34,4 +34,6 @@ kill -TERM $pid
 wait $pid || true
 stats=$(sed -n 's/.*event=stats \(commits=[0-9]* writes=[0-9]*\).*/\1/p' "$log")
 echo "sync=$sync $stats"
+# a failed run shows what the server said about it
+[ $status = 0 ] || grep -v " info " "$log" | tail -5 >&2
 exit $status
