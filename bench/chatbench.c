@@ -66,7 +66,8 @@ static struct {
     int nready, nclosed;
     bool running, draining;
     uint64_t t_start, t_end, delivered, acked_sends, errors;
-    lg_hist_t lat; /* ns */
+    lg_hist_t lat;   /* ns, send to the receiver's msg event */
+    lg_hist_t reply; /* ns, send to the sender's reply (after the commit) */
     uv_timer_t tick, stop;
     proto_client_config_t ccfg;
 } B;
@@ -88,11 +89,21 @@ static int setup_user(peer_t *p, int i)
 
 static void try_send(peer_t *p);
 
+/* A send in flight: its peer and when it left. */
+typedef struct send_req {
+    peer_t *p;
+    uint64_t t0;
+} send_req_t;
+
 static void on_sent(proto_client_t *cl, void *arg, int status,
                     const msgpack_object *reply, const uint8_t *raw, size_t len)
 {
-    peer_t *p = arg;
+    send_req_t *r = arg;
+    peer_t *p = r->p;
 
+    if (status == 0 && B.running && !B.draining)
+        lg_hist_record(&B.reply, now_ns() - r->t0);
+    free(r);
     p->inflight--;
     if (status == 0) {
         p->sent++;
@@ -119,8 +130,16 @@ static void send_one(peer_t *p)
     q.u.send.to = proto_cstr(p->to->name);
     q.u.send.cid = ++p->cid;
     q.u.send.body = (proto_bin_t){(const uint8_t *)body, sizeof(body)};
-    if (proto_client_request(p->cl, &q, on_sent, p) > 0)
+    send_req_t *r = malloc(sizeof(*r));
+    if (!r) {
+        B.errors++;
+        return;
+    }
+    *r = (send_req_t){p, body[0]};
+    if (proto_client_request(p->cl, &q, on_sent, r) > 0)
         p->inflight++;
+    else
+        free(r);
 }
 
 static void try_send(peer_t *p)
@@ -275,6 +294,10 @@ static void report(void)
                (double)lg_hist_quantile(&B.lat, 0.5) / 1e6,
                (double)lg_hist_quantile(&B.lat, 0.99) / 1e6,
                (double)lg_hist_quantile(&B.lat, 1.0) / 1e6);
+    if (B.reply.total)
+        printf(" reply_p50_ms=%.2f reply_p99_ms=%.2f",
+               (double)lg_hist_quantile(&B.reply, 0.5) / 1e6,
+               (double)lg_hist_quantile(&B.reply, 0.99) / 1e6);
     printf("\n");
 }
 
@@ -310,7 +333,7 @@ int main(int argc, char **argv)
     }
     if (B.pairs < 1 || B.pairs > MAX_PAIRS)
         return usage();
-    if (lg_hist_init(&B.lat, 7) < 0)
+    if (lg_hist_init(&B.lat, 7) < 0 || lg_hist_init(&B.reply, 7) < 0)
         return 1;
     for (int i = 0; i < 2 * B.pairs; i++) {
         int rc = setup_user(&B.peers[i], i);
