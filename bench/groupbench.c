@@ -34,11 +34,13 @@
  * Output: one line of key=value results on stdout; progress on stderr.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -733,10 +735,16 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "groupbench: %d accounts, group %llu\n", B.nmembers,
             (unsigned long long)B.gid);
+    pid_t parent = getpid();
     for (int p = 0; p < B.procs; p++) {
         if ((kids[p] = fork()) < 0)
             return 1;
         if (kids[p] == 0) {
+            /* the parent may exit(1) from any callback without waiting
+             * for its members: they go with it */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(1);
             close(B.done_pipe[0]);
             _exit(member_proc(p));
         }
