@@ -171,7 +171,8 @@ static void stop_listeners(rt_system_t *sys, int n, uint32_t grace_ms)
 
 static int run(chat_config_t *cfg, chat_db_t *db)
 {
-    rt_config_t rc = {.schedulers = (int)cfg->schedulers};
+    rt_config_t rc = {.schedulers = (int)cfg->schedulers,
+                      .mailbox_limit = cfg->mailbox_limit};
     chat_accounts_args_t acc = {.cfg = cfg, .db = db};
     static chat_listener_args_t la[MAX_LISTENERS];
     static rt_child_spec_t kids[MAX_LISTENERS + 3 + NCHAT];

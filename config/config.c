@@ -49,6 +49,8 @@ static const setting_t settings[] = {
      "directory of the LMDB store (created if missing)"},
     {"server", "schedulers", K_U32, OFF(schedulers), 0, 0, 1024, "0",
      "scheduler threads, one listener each; 0 = one per core"},
+    {"server", "mailbox_limit", K_U32, OFF(mailbox_limit), 0, 1024, 100000000,
+     "1000000", "messages waiting for one actor; a send beyond it is refused"},
     {"server", "log_level", K_LEVEL, OFF(log_level), 0, 0, 0, "info",
      "debug, info, warn, error or off"},
     {"server", "shutdown_grace_ms", K_U32, OFF(shutdown_grace_ms), 0, 0, 600000,

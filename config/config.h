@@ -23,8 +23,9 @@ typedef struct chat_config {
     char listen_host[64];
     uint16_t listen_port; /* 0: the kernel picks one */
     char data_dir[256];
-    uint32_t schedulers; /* 0: one per core */
-    int log_level;       /* rt_log_level_t */
+    uint32_t schedulers;    /* 0: one per core */
+    uint32_t mailbox_limit; /* messages one actor may have waiting */
+    int log_level;          /* rt_log_level_t */
     uint32_t shutdown_grace_ms;
     uint32_t max_connections; /* 0: the open file limit less a reserve */
 

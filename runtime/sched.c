@@ -565,8 +565,12 @@ rt_system_t *rt_system_start(const rt_config_t *cfg, int *err)
         sys->cfg.max_actors = RT_MAX_ACTORS_LIMIT;
     if (!sys->cfg.batch)
         sys->cfg.batch = 64;
+    /* An actor 16,384 messages behind is already far behind: refusing
+     * more (RT_EFULL) keeps its backlog in cache and its producers in
+     * step. An actor meant to absorb bursts from many producers is
+     * spawned with a bound of its own. */
     if (!sys->cfg.mailbox_limit)
-        sys->cfg.mailbox_limit = 1000000;
+        sys->cfg.mailbox_limit = 16384;
     sys->max_actors = sys->cfg.max_actors;
     sys->nsched = sys->cfg.schedulers;
     atomic_init(&sys->next_ref, 1);

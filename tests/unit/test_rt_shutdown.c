@@ -157,7 +157,7 @@ static void test_stop_does_not_drain_backlog(void **state)
     (void)state;
     trt_reset_checks();
     reset_terms();
-    rt_system_t *sys = trt_start(2, 0, 0);
+    rt_system_t *sys = trt_start(2, 0, 1000000); /* room for the backlog */
     static life_arg_t slow = {0, 50};
     rt_id_t a = trt_spawn(sys, &life, &slow, NULL);
     assert_true(TRT_WAIT_UNTIL(atomic_load(&g_inits) == 1, 5000));
