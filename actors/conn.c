@@ -792,7 +792,7 @@ static int conn_init(rt_actor_t *self, void *arg)
         close(a.fd);
         return RT_EINVAL;
     }
-    uv_tcp_nodelay(c->tcp, 1);
+    /* TCP_NODELAY comes from the listening socket (main.c) */
     ws_conn_init_server(&c->ws, &c->cl->la->ws, c);
     c->last_rx = c->bucket_at = uv_now(loop);
     c->bucket = c->cl->la->cfg->request_burst * 1000ull;

@@ -379,7 +379,7 @@ static void on_connected(uv_connect_t *req, int status)
         fail_connect(cl, status);
         return;
     }
-    randombytes_buf(nonce, sizeof(nonce));
+    ws_random(nonce, sizeof(nonce));
     sodium_bin2base64(cl->key, sizeof(cl->key), nonce, sizeof(nonce),
                       sodium_base64_VARIANT_ORIGINAL);
     n = snprintf(head, sizeof(head),

@@ -12,6 +12,7 @@
 #include "ws.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,10 +59,42 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
     return (ssize_t)len;
 }
 
+static _Thread_local uint8_t pool[256];
+static _Thread_local size_t left;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+/* A forked child must not hand out its parent's bytes again. */
+static void pool_forget(void)
+{
+    sodium_memzero(pool, sizeof(pool));
+    left = 0;
+}
+
+static void pool_init(void)
+{
+    pthread_atfork(NULL, NULL, pool_forget);
+}
+
+void ws_random(void *out, size_t len)
+{
+    pthread_once(&pool_once, pool_init);
+    if (len > sizeof(pool)) {
+        randombytes_buf(out, len);
+        return;
+    }
+    if (left < len) {
+        randombytes_buf(pool, sizeof(pool));
+        left = sizeof(pool);
+    }
+    memcpy(out, pool + sizeof(pool) - left, len);
+    sodium_memzero(pool + sizeof(pool) - left, len);
+    left -= len;
+}
+
 static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                       void *user)
 {
-    randombytes_buf(buf, len);
+    ws_random(buf, len);
     return 0;
 }
 

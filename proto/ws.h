@@ -136,6 +136,13 @@ int ws_conn_init_server(ws_conn_t *c, const ws_config_t *cfg, void *user);
  * masked with keys from libsodium's randombytes. Returns 0 or -EINVAL. */
 int ws_conn_init_client(ws_conn_t *c, const ws_config_t *cfg, void *user);
 
+/* Fills out with len bytes from the kernel's random generator (libsodium),
+ * drawn 256 bytes at a time and handed out once each: a client masks every
+ * frame with 4 fresh bytes, and a syscall for each was a sixth of a load
+ * generator's system calls. A forked child draws afresh. Per thread, so no
+ * lock. */
+void ws_random(void *out, size_t len);
+
 /* Release everything the connection holds. Writes nothing. */
 void ws_conn_free(ws_conn_t *c);
 
