@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -495,6 +497,33 @@ static void test_idle_footprint(void **state)
     ws_conn_free(&c);
 }
 
+/* Masking keys come from a pool: consecutive draws differ, and a forked
+ * child does not hand out the bytes its parent will. */
+static void test_random_pool(void **state)
+{
+    uint8_t a[16], b[16], mine[16], child[16];
+    int fds[2];
+
+    ws_random(a, sizeof(a));
+    ws_random(b, sizeof(b));
+    assert_memory_not_equal(a, b, sizeof(a));
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ws_random(child, sizeof(child));
+        _exit(write(fds[1], child, sizeof(child)) == sizeof(child) ? 0 : 1);
+    }
+    ws_random(mine, sizeof(mine));
+    assert_int_equal(read(fds[0], child, sizeof(child)), sizeof(child));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_memory_not_equal(mine, child, sizeof(mine));
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +538,7 @@ int main(void)
         cmocka_unit_test_setup(test_send, reset),
         cmocka_unit_test_setup(test_client_role, reset),
         cmocka_unit_test_setup(test_idle_footprint, reset),
+        cmocka_unit_test(test_random_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
