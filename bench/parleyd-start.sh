@@ -10,7 +10,7 @@ log=$data.log
   --request-burst 1000000 --push-window 5000 --log-level info \
   --map-size 8589934592 >"$data.out" 2>"$log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$data" "$data.out" "$data.err" "$log"' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.out" "$data.err" "$log"' EXIT
 port=
 for _ in $(seq 100); do
   port=$(sed -n 's/^listening [^ ]*:\([0-9]*\)$/\1/p' "$data.out")
