@@ -208,6 +208,20 @@ static void json_system_info(void)
     json_int("rt_spawned", (long long)si.spawned);
     json_int("rt_crashed", (long long)si.crashed);
     json_int("rt_mailbox_full", (long long)si.mailbox_full);
+    /* how the work fell between the schedulers: a bimodal workload shows
+     * its mode here */
+    for (int i = 0; i < si.schedulers; i++) {
+        rt_sched_info_t x;
+        char key[32];
+        if (rt_sched_info(g.sys, i, &x) < 0)
+            continue;
+        snprintf(key, sizeof(key), "rt_s%d_messages", i);
+        json_int(key, (long long)x.messages);
+        snprintf(key, sizeof(key), "rt_s%d_steals", i);
+        json_int(key, (long long)x.steals);
+        snprintf(key, sizeof(key), "rt_s%d_sleeps", i);
+        json_int(key, (long long)x.sleeps);
+    }
 }
 
 static void json_end(void)
@@ -409,9 +423,10 @@ static void bench_ring(void)
  * Pipelined without flow control, as on the BEAM: the sender issues every
  * round without waiting for acks. Mailboxes keep their default bound, so a
  * send can be refused with RT_EFULL. Nothing is lost for it: the refused
- * message is counted, and its sender tries again after RETRY_MS on a timer
- * (the sender from the subscriber it stopped at, a subscriber with the acks
- * it owes). The JSON line reports how many sends were refused.
+ * message is counted, its sender asks to be told when the receiver has
+ * room (rt_await_room) and then tries again (the sender from the
+ * subscriber it stopped at, a subscriber with the acks it owes). The JSON
+ * line reports how many sends were refused.
  */
 static struct {
     rt_id_t subs[FAN_SUBS];
@@ -429,11 +444,15 @@ typedef struct fan_sub {
     bool retry_armed;
 } fan_sub_t;
 
-static void retry_later(rt_actor_t *self)
+/* After a refusal by `to`: waits to be told of room (RT_MSG_ROOM), or, if
+ * that cannot be had, tries again after RETRY_MS. */
+static void retry_when_room(rt_actor_t *self, rt_id_t to)
 {
-    rt_msg_t *m = rt_msg_new(M_RETRY, 0);
+    rt_msg_t *m;
 
-    if (!m)
+    if (rt_await_room(self, to) == 0)
+        return;
+    if (!(m = rt_msg_new(M_RETRY, 0)))
         die("rt_msg_new", RT_ENOMEM);
     if (rt_send_after(g.sys, rt_self(self), m, RETRY_MS) < 0)
         die("rt_send_after", RT_EINVAL);
@@ -453,7 +472,7 @@ static int fan_sender_handle(rt_actor_t *self, rt_msg_t *m)
             if (rc == RT_EFULL) {
                 atomic_fetch_add_explicit(&fan.refused_fan, 1,
                                           memory_order_relaxed);
-                retry_later(self);
+                retry_when_room(self, fan.subs[s->next_sub]);
                 return RT_CONTINUE;
             }
             must(rc, "fan out");
@@ -490,11 +509,11 @@ static int fan_sub_handle(rt_actor_t *self, rt_msg_t *m)
 
     if (m->type == M_FAN)
         s->owed++;
-    else if (m->type == M_RETRY)
+    else if (m->type == M_RETRY || m->type == RT_MSG_ROOM)
         s->retry_armed = false;
     if (!fan_pay(self, s) && !s->retry_armed) {
         s->retry_armed = true;
-        retry_later(self);
+        retry_when_room(self, fan.collector);
     }
     return RT_CONTINUE;
 }

@@ -331,8 +331,12 @@ void rt__die(rt_system_t *sys, rt_actor_t *a, int reason)
         a->beh->terminate(a, reason);
 
     /* From here no sender can take a reference; those holding one may
-     * still push, and their messages are freed with the slot. */
-    atomic_fetch_or_explicit(&a->ctl, CTL_DEAD, memory_order_acq_rel);
+     * still push, and their messages are freed with the slot. A sender
+     * waiting for room learns of the death instead. */
+    uint64_t was =
+        atomic_fetch_or_explicit(&a->ctl, CTL_DEAD, memory_order_acq_rel);
+    if (was & CTL_ROOM)
+        rt__room_wake(sys, a, a->id);
 
     answer_queued(sys, a);
 
@@ -526,6 +530,8 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
         rt__set_current(NULL);
         return;
     }
+    if (atomic_load_explicit(&a->ctl, memory_order_relaxed) & CTL_ROOM)
+        rt__room_check(sys, a);
     /* A full batch means more may wait; an empty queue may be marked idle
      * unless a producer slipped in, in which case we go round again. */
     if (n == batch || !mb_mark_idle(a))

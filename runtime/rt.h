@@ -102,6 +102,9 @@ enum {
     /* Work handed to the thread pool with rt_work() finished. Payload:
      * rt_work_done_t. */
     RT_MSG_WORK_DONE,
+    /* Asked for with rt_await_room(): msg->from's mailbox is down to half
+     * its bound, or msg->from has died. Payload: none. */
+    RT_MSG_ROOM,
     RT_MSG_SYSTEM_LAST_VISIBLE_,
 };
 
@@ -230,6 +233,14 @@ void rt_msg_free(rt_msg_t *m);
  * such live actor) or RT_EFULL (its mailbox is at its bound: the message
  * was dropped, the caller decides what that means). Any thread. */
 int rt_send(rt_system_t *sys, rt_id_t to, rt_msg_t *m);
+
+/* After a send to `to` was refused with RT_EFULL: self gets one
+ * RT_MSG_ROOM (from = to) once to's mailbox is down to half its bound,
+ * soon if it already is, or when `to` dies; then it sends again. Asking
+ * twice before the answer comes gets one answer. Returns 0, RT_ENOPROC
+ * (no such live actor: nothing will come) or RT_ENOMEM. From self's own
+ * handler. */
+int rt_await_room(rt_actor_t *self, rt_id_t to);
 
 /* rt_msg_new() + copy + rt_send(). Returns RT_ENOMEM too. Any thread. */
 int rt_send_copy(rt_system_t *sys, rt_id_t to, uint32_t type, const void *data,

@@ -46,6 +46,7 @@
 #define CTL_DEAD      (UINT64_C(1) << 24) /* no new references */
 #define CTL_KILL      (UINT64_C(1) << 25) /* untrappable kill pending */
 #define CTL_REG       (UINT64_C(1) << 26) /* has registry entries */
+#define CTL_ROOM      (UINT64_C(1) << 27) /* refused senders wait (room.c) */
 #define CTL_GEN_SHIFT 32
 #define CTL_GEN(ctl)  ((uint32_t)((ctl) >> CTL_GEN_SHIFT))
 
@@ -294,6 +295,11 @@ struct rt_system {
     uint32_t *free_idx;
     uint32_t nfree, cap_free;
 
+    /* senders waiting for room in a full mailbox: receiver id -> a
+     * malloc'd rt_idvec_t of waiter ids (room.c) */
+    uv_mutex_t room_lock;
+    rt_map_t room;
+
     /* unpinned actors made ready outside a scheduler, or overflow */
     uv_mutex_t glob_lock;
     rt_actorq_t globq;
@@ -343,6 +349,12 @@ void rt__reclaim(rt_system_t *sys, rt_sched_t *s);
 void rt__synchronize(rt_system_t *sys);
 void rt__reclaim_all(rt_system_t *sys);
 void rt__release(rt_system_t *sys, rt_actor_t *a);
+
+/* room.c: at the end of a turn of an actor with CTL_ROOM, and when an
+ * actor whose ctl had CTL_ROOM dies; and at system stop. */
+void rt__room_check(rt_system_t *sys, rt_actor_t *a);
+void rt__room_wake(rt_system_t *sys, rt_actor_t *a, rt_id_t id);
+void rt__room_free(rt_system_t *sys);
 void rt__run_actor(rt_sched_t *s, rt_actor_t *a);
 int rt__send_sys(rt_system_t *sys, rt_id_t to, rt_msg_t *m);
 rt_actor_ext_t *rt__ext(rt_actor_t *a);

@@ -588,6 +588,7 @@ rt_system_t *rt_system_start(const rt_config_t *cfg, int *err)
 
     uv_mutex_init(&sys->free_lock);
     uv_mutex_init(&sys->glob_lock);
+    uv_mutex_init(&sys->room_lock);
     uv_mutex_init(&sys->limbo_lock);
     if ((rc = rt__registry_init(sys)) < 0)
         goto fail_map;
@@ -659,6 +660,8 @@ void rt_system_stop(rt_system_t *sys)
         sched_free(sys->sched[i]);
     free(sys->sched);
     rt__registry_free(sys);
+    rt__room_free(sys);
+    uv_mutex_destroy(&sys->room_lock);
     uv_mutex_destroy(&sys->free_lock);
     uv_mutex_destroy(&sys->glob_lock);
     uv_mutex_destroy(&sys->limbo_lock);

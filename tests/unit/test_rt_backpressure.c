@@ -14,6 +14,7 @@ enum { T_BLOCK = 1, T_WORK };
 typedef struct gate_arg {
     _Atomic int blocked;
     _Atomic int open;
+    _Atomic int die; /* with open: T_BLOCK's handler fails */
     _Atomic uint64_t work;
     int spin_us;
 } gate_arg_t;
@@ -33,6 +34,8 @@ static int gate_handle(rt_actor_t *self, rt_msg_t *msg)
         while (!atomic_load(&a->open) && trt_now_ms() < end)
             trt_poll_pause();
         TCHECK(atomic_load(&a->open));
+        if (atomic_load(&a->die))
+            return RT_ECRASH;
     } else if (msg->type == T_WORK) {
         if (a->spin_us)
             trt_spin_us(a->spin_us);
@@ -206,6 +209,145 @@ static void test_concurrent_flood_stays_bounded(void **state)
     assert_no_handler_failures();
 }
 
+/* ---- rt_await_room ------------------------------------------------------ */
+
+enum { T_FILL = 100, T_AWAIT, EV_FULL = 1, EV_ROOM };
+
+/* Sends T_WORK to `to` until refused, then awaits room; on RT_MSG_ROOM it
+ * reports the sender, the receiver's depth then, and whether a new send
+ * went through. */
+typedef struct filler {
+    rt_id_t to, port;
+    uint32_t sent;
+} filler_t;
+
+typedef struct filler_arg {
+    rt_id_t to, port;
+} filler_arg_t;
+
+static int filler_init(rt_actor_t *self, void *arg)
+{
+    filler_t *f = rt_state(self);
+    const filler_arg_t *fa = arg;
+    f->to = fa->to;
+    f->port = fa->port;
+    return 0;
+}
+
+static int filler_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    filler_t *f = rt_state(self);
+    rt_system_t *sys = rt_system(self);
+
+    if (msg->type == T_FILL) {
+        int rc;
+        while ((rc = rt_send_copy(sys, f->to, T_WORK, NULL, 0)) == 0)
+            f->sent++;
+        TCHECK(rc == RT_EFULL);
+        TCHECK(rt_await_room(self, f->to) == 0);
+        /* twice before the answer: still one answer */
+        TCHECK(rt_await_room(self, f->to) == 0);
+        trt_emit(sys, f->port, EV_FULL, 0, f->to, f->sent, 0);
+    } else if (msg->type == T_AWAIT) {
+        TCHECK(rt_await_room(self, f->to) == 0);
+        trt_emit(sys, f->port, EV_FULL, 0, f->to, 0, 0);
+    } else if (msg->type == RT_MSG_ROOM) {
+        rt_actor_info_t ai;
+        int64_t depth =
+            rt_actor_info(sys, msg->from, &ai) == 0 ? (int64_t)ai.mailbox : -1;
+        int rc = rt_send_copy(sys, f->to, T_WORK, NULL, 0);
+        trt_emit(sys, f->port, EV_ROOM, 0, msg->from, depth, rc);
+    }
+    return RT_CONTINUE;
+}
+
+static const rt_behaviour_t filler = {
+    .kind = "filler",
+    .state_size = sizeof(filler_t),
+    .init = filler_init,
+    .handle = filler_handle,
+};
+
+/* A refused sender hears of room once the receiver is down to half its
+ * bound, sends again, and hears it once however often it asked. */
+static void test_await_room_wakes_refused_sender(void **state)
+{
+    rt_system_t *sys = *state;
+    const uint32_t limit = 64;
+    trt_port_t *tp = trt_port_new(sys);
+    gate_arg_t ga = {.spin_us = 200};
+    rt_spawn_opts_t so = {.mailbox_limit = limit};
+    rt_id_t g = trt_spawn(sys, &gate, &ga, &so);
+    assert_int_equal(rt_send_copy(sys, g, T_BLOCK, NULL, 0), 0);
+    assert_true(TRT_WAIT_UNTIL(atomic_load(&ga.blocked), 5000));
+
+    filler_arg_t fa = {g, tp->id};
+    rt_id_t f = trt_spawn(sys, &filler, &fa, NULL);
+    assert_int_equal(rt_send_copy(sys, f, T_FILL, NULL, 0), 0);
+    trt_event_t ev;
+    assert_true(trt_wait_event(tp, EV_FULL, -1, &ev, 5000));
+    assert_in_range(ev.a, limit - 1, limit);
+    /* nothing while the receiver stays full */
+    assert_false(trt_wait_event(tp, EV_ROOM, -1, &ev, 100));
+
+    atomic_store(&ga.open, 1);
+    assert_true(trt_wait_event(tp, EV_ROOM, -1, &ev, 5000));
+    assert_int_equal(ev.id, g);
+    assert_true(ev.a >= 0 && ev.a <= limit / 2);
+    assert_int_equal(ev.b, 0); /* the new send went through */
+    assert_false(trt_wait_event(tp, EV_ROOM, -1, &ev, 200));
+    trt_port_free(tp);
+    assert_no_handler_failures();
+}
+
+/* Awaiting room in a mailbox that already has it is answered soon. */
+static void test_await_room_when_not_full(void **state)
+{
+    rt_system_t *sys = *state;
+    trt_port_t *tp = trt_port_new(sys);
+    gate_arg_t ga = {0};
+    rt_id_t g = trt_spawn(sys, &gate, &ga, NULL);
+    filler_arg_t fa = {g, tp->id};
+    rt_id_t f = trt_spawn(sys, &filler, &fa, NULL);
+    assert_int_equal(rt_send_copy(sys, f, T_AWAIT, NULL, 0), 0);
+    trt_event_t ev;
+    assert_true(trt_wait_event(tp, EV_FULL, -1, &ev, 5000));
+    assert_true(trt_wait_event(tp, EV_ROOM, -1, &ev, 5000));
+    assert_int_equal(ev.id, g);
+    assert_int_equal(ev.a, 0);
+    assert_int_equal(ev.b, 0);
+    assert_false(trt_wait_event(tp, EV_ROOM, -1, &ev, 200));
+    trt_port_free(tp);
+    assert_no_handler_failures();
+}
+
+/* A receiver that dies with waiters tells them; its id then refuses. */
+static void test_await_room_on_death(void **state)
+{
+    rt_system_t *sys = *state;
+    const uint32_t limit = 16;
+    trt_port_t *tp = trt_port_new(sys);
+    gate_arg_t ga = {0};
+    rt_spawn_opts_t so = {.mailbox_limit = limit};
+    rt_id_t g = trt_spawn(sys, &gate, &ga, &so);
+    assert_int_equal(rt_send_copy(sys, g, T_BLOCK, NULL, 0), 0);
+    assert_true(TRT_WAIT_UNTIL(atomic_load(&ga.blocked), 5000));
+    filler_arg_t fa = {g, tp->id};
+    rt_id_t f = trt_spawn(sys, &filler, &fa, NULL);
+    assert_int_equal(rt_send_copy(sys, f, T_FILL, NULL, 0), 0);
+    trt_event_t ev;
+    assert_true(trt_wait_event(tp, EV_FULL, -1, &ev, 5000));
+
+    atomic_store(&ga.die, 1);
+    atomic_store(&ga.open, 1); /* T_BLOCK's handler fails: the gate dies */
+    assert_true(trt_wait_event(tp, EV_ROOM, -1, &ev, 5000));
+    assert_int_equal(ev.id, g);
+    assert_int_equal(ev.a, -1);         /* gone */
+    assert_int_equal(ev.b, RT_ENOPROC); /* and says so */
+    trt_port_free(tp);
+    assert_no_handler_failures();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +357,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_flood_stays_bounded,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_await_room_wakes_refused_sender,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_await_room_when_not_full, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_await_room_on_death, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
