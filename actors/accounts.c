@@ -84,7 +84,7 @@ static uint64_t rl_wait(acc_state_t *st, rl_slot_t *tab, const char *s,
 {
     uint64_t key = rl_key(st, s), now = mono_ms();
     rl_slot_t *sl = &tab[key % RL_SLOTS];
-    uint64_t end = sl->start + st->cfg->login_fail_window_ms;
+    uint64_t end = sl->start + CHAT_CFG(st->cfg, login_fail_window_ms);
 
     if (sl->key != key || now >= end || sl->fails < max)
         return 0;
@@ -96,7 +96,8 @@ static void rl_fail(acc_state_t *st, rl_slot_t *tab, const char *s)
     uint64_t key = rl_key(st, s), now = mono_ms();
     rl_slot_t *sl = &tab[key % RL_SLOTS];
 
-    if (sl->key != key || now >= sl->start + st->cfg->login_fail_window_ms)
+    if (sl->key != key ||
+        now >= sl->start + CHAT_CFG(st->cfg, login_fail_window_ms))
         *sl = (rl_slot_t){.key = key, .start = now};
     sl->fails++;
 }
@@ -309,11 +310,12 @@ static int op_register(rt_actor_t *self, pending_t *p)
     char msg[64];
     int rc;
 
-    if (!st->cfg->registration_open && (rc = check_invite(self, p)) < 0)
+    if (!CHAT_CFG(st->cfg, registration_open) &&
+        (rc = check_invite(self, p)) < 0)
         return rc;
-    if (strlen(p->req.password) < st->cfg->min_password) {
+    if (strlen(p->req.password) < CHAT_CFG(st->cfg, min_password)) {
         snprintf(msg, sizeof(msg), "password shorter than %u bytes",
-                 st->cfg->min_password);
+                 CHAT_CFG(st->cfg, min_password));
         return reply_err(self, p, PROTO_E_BAD_VALUE, msg, 0), -1;
     }
     rc = chat_db_user_get(st->db, p->req.user, strlen(p->req.user), &u);
@@ -327,10 +329,10 @@ static int op_register(rt_actor_t *self, pending_t *p)
 static int op_login(rt_actor_t *self, pending_t *p)
 {
     acc_state_t *st = rt_state(self);
-    uint64_t wu =
-        rl_wait(st, st->by_user, p->req.user, st->cfg->login_fail_user);
-    uint64_t wa =
-        rl_wait(st, st->by_addr, p->req.addr, st->cfg->login_fail_addr);
+    uint64_t wu = rl_wait(st, st->by_user, p->req.user,
+                          CHAT_CFG(st->cfg, login_fail_user));
+    uint64_t wa = rl_wait(st, st->by_addr, p->req.addr,
+                          CHAT_CFG(st->cfg, login_fail_addr));
 
     if (wu || wa) {
         rt_log(RT_LOG_INFO, "accounts", "event=login_limited user=%s addr=%s",
@@ -353,8 +355,8 @@ static int op_resume(rt_actor_t *self, pending_t *p)
     uint8_t hash[CHAT_TOKEN_HASH];
     chat_device_rec_t d;
     uint64_t uid = 0, devid = 0;
-    uint64_t wait =
-        rl_wait(st, st->by_addr, p->req.addr, st->cfg->login_fail_addr);
+    uint64_t wait = rl_wait(st, st->by_addr, p->req.addr,
+                            CHAT_CFG(st->cfg, login_fail_addr));
 
     if (wait)
         return reply_err(self, p, PROTO_E_RATE_LIMITED,

@@ -281,7 +281,7 @@ static int on_write(void *user, const uint8_t *data, size_t len, bool more)
     if (rt_fault("ws.write") == RT_FAULT_FAIL)
         return -EIO;
     size_t queued = c->tcp->write_queue_size + (w ? w->len : 0) + len;
-    if (queued > c->cl->la->cfg->send_queue_max)
+    if (queued > CHAT_CFG(c->cl->la->cfg, send_queue_max))
         c->slow = 1; /* queued all the same: cut after this event */
     if (queued > UINT32_MAX)
         return -ENOMEM;
@@ -407,9 +407,11 @@ static void to_accounts(conn_t *c, const proto_req_t *req)
 static uint64_t rate_wait(conn_t *c)
 {
     const chat_config_t *cfg = c->cl->la->cfg;
-    uint64_t now = uv_now(c->tcp->loop), cap = cfg->request_burst * 1000ull;
+    uint64_t now = uv_now(c->tcp->loop);
+    uint64_t cap = CHAT_CFG(cfg, request_burst) * 1000ull;
+    uint64_t rate = CHAT_CFG(cfg, request_rate); /* one reading of each */
 
-    c->bucket += (now - c->bucket_at) * cfg->request_rate;
+    c->bucket += (now - c->bucket_at) * rate;
     c->bucket_at = now;
     if (c->bucket > cap)
         c->bucket = cap;
@@ -417,7 +419,7 @@ static uint64_t rate_wait(conn_t *c)
         c->bucket -= 1000;
         return 0;
     }
-    return (1000 - c->bucket + cfg->request_rate - 1) / cfg->request_rate;
+    return (1000 - c->bucket + rate - 1) / rate;
 }
 
 /* The names of presence.sub and presence.unsub, or none. */
@@ -637,7 +639,7 @@ static void on_message(void *user, const uint8_t *msg, size_t len)
         send_sb(c, &sb);
     msgpack_sbuffer_destroy(&sb);
     c->bad = rc == -PROTO_E_MALFORMED ? c->bad + 1 : 0;
-    if (c->bad >= c->cl->la->cfg->max_bad_frames) {
+    if (c->bad >= CHAT_CFG(c->cl->la->cfg, max_bad_frames)) {
         rt_log(RT_LOG_INFO, "conn", "id=%llu event=too_many_bad_requests",
                (unsigned long long)c->id);
         conn_close(c, WS_CLOSE_POLICY, "too many malformed requests");
@@ -693,14 +695,14 @@ static void conn_tick(conn_t *c, uint64_t now)
     if (c->phase != CP_OPEN)
         return;
     if (ws_phase(&c->ws) == WS_PHASE_HTTP) {
-        if (quiet >= cfg->handshake_timeout_ms)
+        if (quiet >= CHAT_CFG(cfg, handshake_timeout_ms))
             conn_stop(c);
         return;
     }
     expire_accounts(c, now);
-    if (quiet >= cfg->idle_timeout_ms) {
+    if (quiet >= CHAT_CFG(cfg, idle_timeout_ms)) {
         conn_close(c, WS_CLOSE_NORMAL, "idle timeout");
-    } else if (quiet >= cfg->ping_interval_ms && !c->pinged) {
+    } else if (quiet >= CHAT_CFG(cfg, ping_interval_ms) && !c->pinged) {
         c->pinged = 1;
         after_io(c, ws_ping(&c->ws, NULL, 0));
     }
@@ -723,10 +725,10 @@ static void on_loop_tick(uv_timer_t *t)
 /* The tick: often enough to see each deadline within a quarter of it. */
 static uint64_t tick_ms(const chat_config_t *cfg)
 {
-    uint64_t t = cfg->ping_interval_ms / 4;
+    uint64_t t = CHAT_CFG(cfg, ping_interval_ms) / 4;
 
-    if (cfg->handshake_timeout_ms / 4 < t)
-        t = cfg->handshake_timeout_ms / 4;
+    if (CHAT_CFG(cfg, handshake_timeout_ms) / 4 < t)
+        t = CHAT_CFG(cfg, handshake_timeout_ms) / 4;
     if (CLOSE_GRACE_MS / 4 < t)
         t = CLOSE_GRACE_MS / 4;
     return t < 25 ? 25 : t;
@@ -795,7 +797,7 @@ static int conn_init(rt_actor_t *self, void *arg)
     /* TCP_NODELAY comes from the listening socket (main.c) */
     ws_conn_init_server(&c->ws, &c->cl->la->ws, c);
     c->last_rx = c->bucket_at = uv_now(loop);
-    c->bucket = c->cl->la->cfg->request_burst * 1000ull;
+    c->bucket = CHAT_CFG(c->cl->la->cfg, request_burst) * 1000ull;
     if (!c->cl->all)
         uv_timer_start(&c->cl->tick, on_loop_tick, c->cl->tick_ms,
                        c->cl->tick_ms);

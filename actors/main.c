@@ -285,7 +285,7 @@ static int run(chat_config_t *cfg, chat_db_t *db)
     while (sigwait(&set, &sig) != 0)
         ;
     rt_log(RT_LOG_INFO, "main", "event=stopping signal=%d", sig);
-    stop_listeners(sys, n, cfg->shutdown_grace_ms);
+    stop_listeners(sys, n, CHAT_CFG(cfg, shutdown_grace_ms));
     for (int i = 0; i < n; i++)
         close(fds[i]);
     rt_sup_stop(sys, root, 10000);

@@ -809,8 +809,8 @@ static void on_request(rt_actor_t *self, session_t *s, const rt_msg_t *msg)
     case PROTO_OP_BLOCK_LIST:
         return do_users(s, q, true);
     default:
-        /* TODO: groups need group actors; until they exist their
-         * operations are refused as a server fault. */
+        /* accounts operations are the connection's, group operations
+         * went to chat_sg_request: one arriving here is a server fault */
         return reply_err(s, q->conn, q->reqid, PROTO_E_INTERNAL,
                          "operation not implemented yet", 0);
     }

@@ -999,7 +999,8 @@ static void store_msg(shell_t *sh, rt_msg_t *msg)
         return shell_done(
             sh,
             json_pack("{s:s,s:s}", "invite", r->invite, "registration",
-                      sh->args->cfg->registration_open ? "open" : "closed"));
+                      CHAT_CFG(sh->args->cfg, registration_open) ? "open"
+                                                                 : "closed"));
     if (r->kind == CHAT_STORE_UNBLOCK_USER)
         return shell_done(sh, json_pack("{s:s}", "unblocked", r->name));
     r->look.rec.uid = r->uid;
@@ -1424,7 +1425,8 @@ static void drain_msg(shell_t *sh, rt_msg_t *msg)
         return;
     r->waited_ms += DRAIN_PROGRESS_MS;
     if (left <= 0 ||
-        r->waited_ms >= sh->args->cfg->shutdown_grace_ms + DRAIN_PROGRESS_MS)
+        r->waited_ms >=
+            CHAT_CFG(sh->args->cfg, shutdown_grace_ms) + DRAIN_PROGRESS_MS)
         return shell_done(sh, json_pack("{s:i,s:I}", "listeners_stopped",
                                         r->stopped, "connections_left",
                                         (json_int_t)(left > 0 ? left : 0)));

@@ -507,9 +507,8 @@ int chat_config_set(chat_config_t *cfg, const char *key, const char *value,
         return -EINVAL;
     }
     /* One aligned field is stored whole with a relaxed atomic store, so a
-     * reader on another thread sees the old or the new value. TODO: the
-     * readers load these fields plainly, which C calls a data race; they
-     * should use relaxed atomic loads too. */
+     * reader on another thread (CHAT_CFG, config.h) sees the old or the
+     * new value. */
     char *dst = (char *)cfg + s->off, *src = (char *)&next + s->off;
     switch (s->kind) {
     case K_U32:

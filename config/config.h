@@ -66,6 +66,11 @@ typedef struct chat_config {
     char shell_token[128];  /* required with shell_tcp */
 } chat_config_t;
 
+/* Reads a setting that `config set` may change while parleyd runs (see
+ * runtime_keys in config.c): a relaxed atomic load, paired with the
+ * relaxed store there, so a reader sees the old value or the new one. */
+#define CHAT_CFG(cfg, field) __atomic_load_n(&(cfg)->field, __ATOMIC_RELAXED)
+
 /*
  * Fills *cfg from the defaults, the file named by --config (or
  * PARLEY_CONFIG; no file is read when neither is given), the environment
