@@ -16,16 +16,30 @@ const SHELL = process.env.PARLEY_SHELL ||
   join(dirname(PARLEYD), 'parley-shell');
 const PASSWORD = 'secret-pw';
 
+// A line of --json output; one cut short (a shell killed by its
+// time-out) becomes { unparsed }, so that assertions on it fail plainly
+// instead of throwing in a callback.
+function parseLine(l) {
+  try {
+    return JSON.parse(l);
+  } catch {
+    return { unparsed: l };
+  }
+}
+
 // Runs parley-shell; resolves with { code, lines, stdout, stderr }, where
 // lines are the parsed JSON lines (--json unless human is set).
-function shell(args, { human = false, timeout = 15000 } = {}) {
+function shell(args, { human = false, timeout = 30000 } = {}) {
   const argv = human ? args : ['--json', ...args];
   return new Promise((resolve) => {
-    execFile(SHELL, argv, { timeout }, (err, stdout, stderr) => {
-      const lines = human ? [] : stdout.split('\n').filter(Boolean)
-        .map((l) => JSON.parse(l));
-      resolve({ code: err ? (err.code ?? 1) : 0, lines, stdout, stderr });
-    });
+    // a trace of a busy actor writes megabytes a second: more than
+    // execFile's default 1 MB, which kills the shell and cuts its output
+    execFile(SHELL, argv, { timeout, maxBuffer: 256 << 20 },
+      (err, stdout, stderr) => {
+        const lines = human ? [] : stdout.split('\n').filter(Boolean)
+          .map(parseLine);
+        resolve({ code: err ? (err.code ?? 1) : 0, lines, stdout, stderr });
+      });
   });
 }
 
