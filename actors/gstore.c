@@ -525,36 +525,67 @@ int chat_db_group_get(chat_db_t *db, uint64_t gid, chat_group_rec_t *out)
     return rdone(txn, group_get(db, txn, gid, out), "group");
 }
 
+typedef struct members_ctx {
+    void (*fn)(void *ctx, uint64_t uid, const chat_gmember_t *m);
+    void *ctx;
+    int n;
+} members_ctx_t;
+
+static int member_one(void *ctx, uint64_t uid, const MDB_val *v)
+{
+    members_ctx_t *c = ctx;
+    chat_gmember_t m;
+
+    if (v->mv_size != sizeof(m))
+        return 0;
+    memcpy(&m, v->mv_data, sizeof(m));
+    c->fn(c->ctx, uid, &m);
+    c->n++;
+    return 0;
+}
+
 int chat_db_group_members(chat_db_t *db, uint64_t gid,
                           void (*fn)(void *ctx, uint64_t uid,
                                      const chat_gmember_t *m),
                           void *ctx)
 {
     MDB_txn *txn;
-    MDB_cursor *cur;
-    uint8_t k[16];
-    MDB_val kv = {sizeof(k), k}, v;
-    int rc = rbegin(db, &txn), n = 0;
+    members_ctx_t c = {fn, ctx, 0};
+    int rc = rbegin(db, &txn);
 
     if (rc)
         return rc;
-    key2(k, gid, 0);
-    if ((rc = mdb_cursor_open(txn, db->gmembers, &cur)))
-        return rdone(txn, rc, "members");
-    for (rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT)) {
-        chat_gmember_t m;
-        if (kv.mv_size != 16 || chat_get_be64(kv.mv_data) != gid)
-            break;
-        if (v.mv_size != sizeof(m))
-            continue;
-        memcpy(&m, v.mv_data, sizeof(m));
-        fn(ctx, chat_get_be64((uint8_t *)kv.mv_data + 8), &m);
-        n++;
-    }
-    mdb_cursor_close(cur);
-    rc = rdone(txn, rc == MDB_NOTFOUND ? 0 : rc, "members");
-    return rc < 0 ? rc : n;
+    rc = chat_db_scan(txn, db->gmembers, gid, 0, UINT64_MAX, member_one, &c);
+    rc = rdone(txn, rc, "members");
+    return rc < 0 ? rc : c.n;
+}
+
+typedef struct ugroups_ctx {
+    void (*fn)(void *ctx, uint64_t gid, const chat_ugroup_t *r,
+               uint64_t cursor);
+    void *ctx;
+    MDB_txn *txn;
+    MDB_dbi gcur;
+    uint64_t devid;
+    int n;
+} ugroups_ctx_t;
+
+/* A group of the user, with this device's cursor in it (0 if none). */
+static int ugroup_one(void *ctx, uint64_t gid, const MDB_val *v)
+{
+    ugroups_ctx_t *c = ctx;
+    chat_ugroup_t u;
+    uint64_t cursor = 0;
+
+    if (v->mv_size != sizeof(u))
+        return 0;
+    memcpy(&u, v->mv_data, sizeof(u));
+    int rc = get2(c->txn, c->gcur, c->devid, gid, &cursor, sizeof(cursor));
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    c->fn(c->ctx, gid, &u, cursor);
+    c->n++;
+    return 0;
 }
 
 int chat_db_user_groups(chat_db_t *db, uint64_t uid, uint64_t devid,
@@ -563,37 +594,16 @@ int chat_db_user_groups(chat_db_t *db, uint64_t uid, uint64_t devid,
                         void *ctx)
 {
     MDB_txn *txn;
-    MDB_cursor *cur;
-    uint8_t k[16];
-    MDB_val kv = {sizeof(k), k}, v;
-    int rc = rbegin(db, &txn), n = 0;
+    ugroups_ctx_t c = {.fn = fn, .ctx = ctx, .devid = devid};
+    int rc = rbegin(db, &txn);
 
     if (rc)
         return rc;
-    key2(k, uid, 0);
-    if ((rc = mdb_cursor_open(txn, db->ugroups, &cur)))
-        return rdone(txn, rc, "ugroups");
-    for (rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT)) {
-        chat_ugroup_t u;
-        uint64_t gid, c = 0;
-        if (kv.mv_size != 16 || chat_get_be64(kv.mv_data) != uid)
-            break;
-        if (v.mv_size != sizeof(u))
-            continue;
-        memcpy(&u, v.mv_data, sizeof(u));
-        gid = chat_get_be64((uint8_t *)kv.mv_data + 8);
-        int crc = get2(txn, db->gcur, devid, gid, &c, sizeof(c));
-        if (crc && crc != MDB_NOTFOUND) {
-            rc = crc;
-            break;
-        }
-        fn(ctx, gid, &u, c);
-        n++;
-    }
-    mdb_cursor_close(cur);
-    rc = rdone(txn, rc == MDB_NOTFOUND ? 0 : rc, "ugroups");
-    return rc < 0 ? rc : n;
+    c.txn = txn;
+    c.gcur = db->gcur;
+    rc = chat_db_scan(txn, db->ugroups, uid, 0, UINT64_MAX, ugroup_one, &c);
+    rc = rdone(txn, rc, "ugroups");
+    return rc < 0 ? rc : c.n;
 }
 
 int chat_db_group_cursor(chat_db_t *db, uint64_t devid, uint64_t gid,
@@ -653,45 +663,49 @@ int chat_glog_encode_one(msgpack_sbuffer *sb, uint64_t gid, uint64_t gseq,
 
 /* Walks glog entries of gid in [from, to]; fn returns <0 to fail, 1 to
  * stop. */
+typedef struct glog_ctx {
+    int (*fn)(void *ctx, uint64_t gseq, const chat_glog_rec_t *r,
+              const uint8_t *body);
+    void *ctx;
+    uint64_t *last;
+    int frc; /* what fn said when it stopped the walk */
+} glog_ctx_t;
+
+static int glog_one(void *ctx, uint64_t gseq, const MDB_val *v)
+{
+    glog_ctx_t *c = ctx;
+    chat_glog_rec_t r;
+
+    if (v->mv_size < sizeof(r))
+        return 0;
+    memcpy(&r, v->mv_data, sizeof(r));
+    if (r.body_len > v->mv_size - sizeof(r))
+        return 0;
+    if ((c->frc = c->fn(c->ctx, gseq, &r,
+                        (const uint8_t *)v->mv_data + sizeof(r))) != 0)
+        return 1;
+    if (c->last)
+        *c->last = gseq;
+    return 0;
+}
+
 static int glog_walk(chat_db_t *db, uint64_t gid, uint64_t from, uint64_t to,
                      int (*fn)(void *ctx, uint64_t gseq,
                                const chat_glog_rec_t *r, const uint8_t *body),
                      void *ctx, uint64_t *last)
 {
     MDB_txn *txn;
-    MDB_cursor *cur;
-    uint8_t k[16];
-    MDB_val kv = {sizeof(k), k}, v;
-    int rc = rbegin(db, &txn), frc = 0;
+    glog_ctx_t c = {fn, ctx, last, 0};
+    int rc = rbegin(db, &txn);
 
     if (rc)
         return rc;
-    if ((rc = mdb_cursor_open(txn, db->glog, &cur)))
-        return rdone(txn, rc, "glog");
-    key2(k, gid, from);
-    for (rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &kv, &v, MDB_NEXT)) {
-        uint64_t gseq = chat_get_be64((uint8_t *)kv.mv_data + 8);
-        chat_glog_rec_t r;
-        if (chat_get_be64(kv.mv_data) != gid || gseq > to)
-            break;
-        if (v.mv_size < sizeof(r))
-            continue;
-        memcpy(&r, v.mv_data, sizeof(r));
-        if (r.body_len > v.mv_size - sizeof(r))
-            continue;
-        frc = fn(ctx, gseq, &r, (const uint8_t *)v.mv_data + sizeof(r));
-        if (frc)
-            break;
-        if (last)
-            *last = gseq;
-    }
-    mdb_cursor_close(cur);
-    if (frc < 0) {
+    rc = chat_db_scan(txn, db->glog, gid, from, to, glog_one, &c);
+    if (c.frc < 0) {
         mdb_txn_abort(txn);
-        return frc;
+        return c.frc;
     }
-    return rdone(txn, rc == MDB_NOTFOUND ? 0 : rc, "glog");
+    return rdone(txn, rc, "glog");
 }
 
 typedef struct enc_ctx {

@@ -105,27 +105,22 @@ typedef struct dev_set {
     uint64_t ids[MAX_DEVICES];
 } dev_set_t;
 
+static int device_id(void *ctx, uint64_t devid, const MDB_val *v)
+{
+    dev_set_t *out = ctx;
+
+    (void)v;
+    if (out->n == MAX_DEVICES)
+        return 1;
+    out->ids[out->n++] = devid;
+    return 0;
+}
+
 static int devices_read(chat_db_t *db, MDB_txn *txn, uint64_t uid,
                         dev_set_t *out)
 {
-    MDB_cursor *cur;
-    uint8_t key[16];
-    MDB_val k = {sizeof(key), key}, v;
-    int rc;
-
     out->n = 0;
-    key2(key, uid, 0);
-    if ((rc = mdb_cursor_open(txn, db->devices, &cur)))
-        return rc;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0 && out->n < MAX_DEVICES;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 16 || chat_get_be64(k.mv_data) != uid)
-            break;
-        out->ids[out->n++] = chat_get_be64((uint8_t *)k.mv_data + 8);
-    }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+    return chat_db_scan(txn, db->devices, uid, 0, UINT64_MAX, device_id, out);
 }
 
 /* ---- the writer's transaction cache --------------------------------------
@@ -1190,44 +1185,44 @@ done:
     return rc == 0 ? 0 : rc == ENOMEM ? -ENOMEM : chat_db_err("history", rc);
 }
 
+typedef struct user_list {
+    proto_str_t *v;
+    size_t n, cap;
+} user_list_t;
+
+/* The names stay in the read transaction's pages until it ends. */
+static int user_add(void *ctx, uint64_t other, const MDB_val *name)
+{
+    user_list_t *l = ctx;
+
+    (void)other;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        proto_str_t *nv = realloc(l->v, cap * sizeof(*nv));
+        if (!nv)
+            return ENOMEM;
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (proto_str_t){name->mv_data, (uint32_t)name->mv_size};
+    return 0;
+}
+
 int chat_db_users_encode(chat_db_t *db, msgpack_sbuffer *sb, uint64_t re,
                          uint64_t uid, bool blocks)
 {
     MDB_txn *txn;
-    MDB_cursor *cur;
-    uint8_t key[16];
-    MDB_val k = {sizeof(key), key}, v;
-    proto_str_t *users = NULL;
-    size_t n = 0, cap = 0;
+    user_list_t l = {0};
     int rc;
 
     if ((rc = rbegin(db, &txn)))
         return rc;
-    key2(key, uid, 0);
-    if ((rc = mdb_cursor_open(txn, blocks ? db->blocks : db->contacts, &cur)))
-        goto done;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 16 || chat_get_be64(k.mv_data) != uid)
-            break;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            proto_str_t *nu = realloc(users, cap * sizeof(*nu));
-            if (!nu) {
-                rc = ENOMEM;
-                break;
-            }
-            users = nu;
-        }
-        users[n++] = (proto_str_t){v.mv_data, (uint32_t)v.mv_size};
-    }
-    mdb_cursor_close(cur);
-    rc = rc == MDB_NOTFOUND ? 0 : rc;
-    if (rc == 0 && proto_enc_users_ok(sb, re, users, n) < 0)
+    rc = chat_db_scan(txn, blocks ? db->blocks : db->contacts, uid, 0,
+                      UINT64_MAX, user_add, &l);
+    if (rc == 0 && proto_enc_users_ok(sb, re, l.v, l.n) < 0)
         rc = ENOMEM;
-done:
     mdb_txn_abort(txn);
-    free(users);
+    free(l.v);
     return rc == 0 ? 0 : rc == ENOMEM ? -ENOMEM : chat_db_err("users", rc);
 }
 

@@ -156,39 +156,66 @@ int chat_db_device_get(chat_db_t *db, uint64_t uid, uint64_t devid,
     return get_fixed(db, db->devices, key, sizeof(key), out, sizeof(*out));
 }
 
+int chat_db_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t first, uint64_t from,
+                 uint64_t to,
+                 int (*fn)(void *ctx, uint64_t second, const MDB_val *val),
+                 void *ctx)
+{
+    MDB_cursor *cur;
+    uint8_t key[16];
+    MDB_val k = {sizeof(key), key}, v;
+    int rc, frc = 0;
+
+    chat_put_be64(key, first);
+    chat_put_be64(key + 8, from);
+    if ((rc = mdb_cursor_open(txn, dbi, &cur)))
+        return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 16 || chat_get_be64(k.mv_data) != first)
+            break;
+        uint64_t second = chat_get_be64((const uint8_t *)k.mv_data + 8);
+        if (second > to || (frc = fn(ctx, second, &v)) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (frc != 0 && frc != 1)
+        return frc;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+typedef struct devices_each_ctx {
+    int (*fn)(uint64_t devid, const chat_device_rec_t *d, void *ctx);
+    void *ctx;
+    int n;
+} devices_each_ctx_t;
+
+static int device_one(void *ctx, uint64_t devid, const MDB_val *v)
+{
+    devices_each_ctx_t *c = ctx;
+    chat_device_rec_t d;
+
+    if (v->mv_size != sizeof(d))
+        return 0;
+    memcpy(&d, v->mv_data, sizeof(d));
+    c->n++;
+    return c->fn(devid, &d, c->ctx) ? 1 : 0;
+}
+
 int chat_db_devices_each(chat_db_t *db, uint64_t uid,
                          int (*fn)(uint64_t devid, const chat_device_rec_t *d,
                                    void *ctx),
                          void *ctx)
 {
     MDB_txn *txn;
-    MDB_cursor *cur;
-    uint8_t key[16];
-    MDB_val k = {sizeof(key), key}, v;
-    int rc, n = 0;
+    devices_each_ctx_t c = {fn, ctx, 0};
+    int rc;
 
-    dev_key(key, uid, 0);
     if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)))
         return db_err("read", rc);
-    if ((rc = mdb_cursor_open(txn, db->devices, &cur))) {
-        mdb_txn_abort(txn);
-        return db_err("cursor", rc);
-    }
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        chat_device_rec_t d;
-        if (k.mv_size != 16 || be64(k.mv_data) != uid)
-            break;
-        if (v.mv_size != sizeof(d))
-            continue;
-        memcpy(&d, v.mv_data, sizeof(d));
-        n++;
-        if (fn(be64((uint8_t *)k.mv_data + 8), &d, ctx))
-            break;
-    }
-    mdb_cursor_close(cur);
+    rc = chat_db_scan(txn, db->devices, uid, 0, UINT64_MAX, device_one, &c);
     mdb_txn_abort(txn);
-    return n;
+    return rc ? db_err("devices", rc) : c.n;
 }
 
 /* Operator state lives in the meta table under prefixed keys, so that it

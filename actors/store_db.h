@@ -41,6 +41,16 @@ int chat_db_err(const char *what, int rc);
  * an LMDB error. */
 int chat_mbox_open_dbis(chat_db_t *db, MDB_txn *txn);
 
+/* Calls fn(ctx, second, val) for each record of dbi whose key is the 16
+ * bytes (first, second), big-endian, with from <= second <= to, in key
+ * order. fn returns 0 to go on, 1 to stop; anything else stops the scan
+ * and is returned. Returns 0 at the end of the range or when fn stopped
+ * it, else an LMDB error or fn's. */
+int chat_db_scan(MDB_txn *txn, MDB_dbi dbi, uint64_t first, uint64_t from,
+                 uint64_t to,
+                 int (*fn)(void *ctx, uint64_t second, const MDB_val *val),
+                 void *ctx);
+
 /* The next value of counter `name` in the meta table (first 1). */
 int chat_next_id(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out);
 
