@@ -444,6 +444,29 @@ int rt__handle_system(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, int *reason)
 /* ---- a turn
  * ----------------------------------------------------------------------- */
 
+/*
+ * Messages this turn may handle: the configured batch, or as many as wait,
+ * up to RT_DEEP_TURNS batches. An actor that has fallen behind is what
+ * holds its producers up (they pile messages into its mailbox, or are
+ * refused and wait for room), so it gets more of the core until it has
+ * caught up; a fixed batch would give a single consumer of many producers
+ * one turn in as many as there are producers. The turn stays bounded, so
+ * no actor waits longer than RT_DEEP_TURNS batches for another.
+ */
+static uint32_t turn_length(const rt_system_t *sys, rt_actor_t *a)
+{
+    uint32_t batch = sys->cfg.batch;
+    uint32_t in = atomic_load_explicit(&a->mb_in, memory_order_relaxed);
+    uint32_t out =
+        (uint32_t)atomic_load_explicit(&a->mb_out, memory_order_relaxed);
+    int32_t waiting = (int32_t)(in - out);
+    if (waiting <= (int32_t)batch)
+        return batch;
+    if ((uint32_t)waiting / RT_DEEP_TURNS >= batch)
+        return batch * RT_DEEP_TURNS;
+    return (uint32_t)waiting;
+}
+
 void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
 {
     rt_system_t *sys = s->sys;
@@ -470,9 +493,12 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
     }
 
     uint32_t n = 0;
-    uint32_t batch = sys->cfg.batch;
+    uint32_t batch = turn_length(sys, a);
     while (!dead && n < batch) {
-        if (atomic_load_explicit(&a->ctl, memory_order_relaxed) & CTL_KILL) {
+        /* every 8th message: ctl shares its cache line with what senders
+         * write, and a read per message would pull it back each time */
+        if ((n & 7) == 0 &&
+            (atomic_load_explicit(&a->ctl, memory_order_relaxed) & CTL_KILL)) {
             reason = RT_EKILLED;
             dead = true;
             break;
@@ -515,6 +541,12 @@ void rt__run_actor(rt_sched_t *s, rt_actor_t *a)
                 reason = RT_NORMAL;
             dead = true;
         }
+    }
+    /* a kill whose wake message this turn took, after the last look */
+    if (!dead && (n & 7) != 0 &&
+        (atomic_load_explicit(&a->ctl, memory_order_relaxed) & CTL_KILL)) {
+        reason = RT_EKILLED;
+        dead = true;
     }
     if (n) {
         atomic_store_explicit(

@@ -156,7 +156,9 @@ typedef struct rt_behaviour {
 typedef struct rt_config {
     int schedulers;         /* threads; 0 = one per core */
     uint32_t max_actors;    /* live actors at once; 0 = 4,194,304 */
-    uint32_t batch;         /* messages per actor turn; 0 = 64 */
+    uint32_t batch;         /* messages per actor turn; 0 = 64. An actor
+                             * with more waiting gets a longer turn, up
+                             * to 16 batches */
     uint32_t mailbox_limit; /* default bound per mailbox; 0 = 16,384 */
     uint64_t fault_seed;    /* seed for fault points; 0 = from the clock */
 } rt_config_t;

@@ -223,6 +223,8 @@ static inline bool mb_mark_idle(rt_actor_t *a)
 /* ---- schedulers ---- */
 
 #define RT_RUNQ_CAP 1024u
+/* A turn handles up to this many batches when that many wait (actor.c). */
+#define RT_DEEP_TURNS 16u
 
 /* A growable ring of actors, guarded by its owner's lock. */
 typedef struct rt_actorq {
@@ -276,7 +278,8 @@ typedef struct rt_sched {
     _Atomic uint64_t busy_ns;            /* time not asleep, up to busy_since */
     _Atomic uint64_t busy_since;         /* when it last woke; 0 while asleep */
     uint64_t last_busy_ns, last_wall_ns; /* for rt_sched_info's ratio */
-    uint32_t tick;
+    uint32_t tick;        /* turns, for the look at the shared queues */
+    uint64_t shared_msgs; /* `messages` at that look */
 } rt_sched_t;
 
 struct rt_system {

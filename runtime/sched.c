@@ -323,13 +323,40 @@ static rt_actor_t *steal(rt_sched_t *s)
     return NULL;
 }
 
+/*
+ * A busy scheduler never steals, so two busy ones can stay unevenly loaded
+ * for good: one with a long ring, the other cycling a few actors that are
+ * never idle (a producer and its own consumer, or a pinned actor). With
+ * two cores that lets a producer run far ahead of consumers queued on the
+ * other one. So at each periodic look at the shared queues a scheduler
+ * also takes half of a ring much longer than its own.
+ */
+static rt_actor_t *balance(rt_sched_t *s)
+{
+    rt_system_t *sys = s->sys;
+    uint32_t mine = ring_len(s);
+    for (int k = 1; k < sys->nsched; k++) {
+        rt_sched_t *v = sys->sched[(s->index + k) % sys->nsched];
+        if (ring_len(v) > 2 * mine + 8)
+            return steal_half(s, v);
+    }
+    return NULL;
+}
+
 static rt_actor_t *next_actor(rt_sched_t *s)
 {
     rt_system_t *sys = s->sys;
     rt_actor_t *a;
     /* now and then the shared queues go first, so a busy ring cannot
-     * starve actors woken from outside */
-    if ((++s->tick & 31) == 0) {
+     * starve actors woken from outside: every 32 turns, and as often in
+     * messages when turns are long (a deep mailbox gets a longer turn) */
+    uint64_t msgs = atomic_load_explicit(&s->messages, memory_order_relaxed);
+    if ((++s->tick & 31) == 0 ||
+        msgs - s->shared_msgs >= 32 * (uint64_t)sys->cfg.batch) {
+        s->tick = 0;
+        s->shared_msgs = msgs;
+        if ((a = balance(s)))
+            return a;
         if ((a = take_locked(&s->pin_lock, &s->pinq, &s->pin_len)))
             return a;
         if ((a = take_locked(&sys->glob_lock, &sys->globq, &sys->glob_len)))

@@ -22,6 +22,7 @@ enum {
     T_EXIT,
     T_TRAP,
     T_PING,
+    T_KILL_SELF,
 };
 
 enum { EV_EXIT = 1, EV_DOWN, EV_MON, EV_LINKED, EV_PONG, EV_TERM };
@@ -78,6 +79,9 @@ static int peer_handle(rt_actor_t *self, rt_msg_t *msg)
         break;
     case T_PING:
         trt_emit(sys, st->port, EV_PONG, 0, me, v, 0);
+        break;
+    case T_KILL_SELF:
+        TCHECK(rt_kill(sys, me, RT_EKILLED) == 0);
         break;
     case RT_MSG_EXIT:
         TCHECK(msg->size >= sizeof(ei));
@@ -369,6 +373,22 @@ static void test_kill(void **state)
     assert_no_handler_failures();
 }
 
+/* A kill that arrives while its target is in a turn: the turn takes the
+ * kill's wake message and then finds the mailbox empty. The target must
+ * die then, not go idle with the kill unseen. The target kills itself
+ * from its handler, so the kill lands mid-turn every time. */
+static void test_kill_during_a_turn(void **state)
+{
+    fixture_t *f = *state;
+    for (int i = 0; i < 20; i++) {
+        rt_id_t a = spawn_peer(f, 0, i % 2 == 0);
+        uint64_t ra = rt_port_monitor(f->tp->p, a);
+        tell(f, a, T_KILL_SELF, 0);
+        assert_int_equal(down_reason(f, ra), RT_EKILLED);
+    }
+    assert_no_handler_failures();
+}
+
 /* A DOWN carries the monitor's reference, who and why; the watcher lives
  * on; two monitors give two DOWNs; a dead id gives DOWN(RT_ENOPROC). */
 static void test_monitor_down(void **state)
@@ -485,6 +505,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_exit_propagates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_during_a_turn, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_trap_exit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_normal_exit_not_propagated, setup,
                                         teardown),

@@ -6,7 +6,8 @@
  * plain (non-atomic) field that only mutual exclusion keeps right (and that
  * ThreadSanitizer watches). Batch fairness: an actor with a long backlog on
  * the only scheduler does not starve another actor, and two flooded actors
- * share the scheduler.
+ * share the scheduler; a deep backlog gets longer turns, within a bound; a
+ * busy scheduler takes a share of another's much longer run queue.
  */
 #include "test_rt_common.h"
 
@@ -260,6 +261,175 @@ static void test_two_flooded_actors_share(void **state)
     *state = NULL;
 }
 
+/* ---- longer turns for a deep backlog ---- */
+
+/*
+ * On one scheduler with batch 16, a starter actor queues FLOOD messages for
+ * `deep` and then wakes `watch`, so the ring holds [deep, watch]. While deep
+ * has more than a batch waiting, its turns grow with its backlog, up to 16
+ * batches; watch runs between every two of them and records the largest
+ * number of deep's messages handled between two of its own turns.
+ */
+enum { FLOOD = 2000, TEST_BATCH = 16 };
+
+static struct {
+    _Atomic uint64_t deep_handled;
+    rt_id_t deep, watch, port;
+} dp;
+
+typedef struct watch_state {
+    uint64_t last, max_gap, looks;
+} watch_state_t;
+
+static int deep_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    atomic_fetch_add(&dp.deep_handled, 1);
+    return RT_CONTINUE;
+}
+
+static int watch_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    watch_state_t *st = rt_state(self);
+    uint64_t h = atomic_load(&dp.deep_handled);
+    if (h - st->last > st->max_gap)
+        st->max_gap = h - st->last;
+    st->last = h;
+    st->looks++;
+    if (h < FLOOD) {
+        TCHECK(rt_send_copy(rt_system(self), rt_self(self), T_GO, NULL, 0) ==
+               0);
+        return RT_CONTINUE;
+    }
+    trt_emit(rt_system(self), dp.port, EV_COUNT, 0, rt_self(self),
+             (int64_t)st->max_gap, (int64_t)st->looks);
+    return RT_STOP;
+}
+
+static int starter_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    rt_system_t *sys = rt_system(self);
+    for (int i = 0; i < FLOOD; i++)
+        TCHECK(rt_send_copy(sys, dp.deep, T_WORK, NULL, 0) == 0);
+    TCHECK(rt_send_copy(sys, dp.watch, T_GO, NULL, 0) == 0);
+    return RT_STOP;
+}
+
+static const rt_behaviour_t deep_b = {.kind = "deep", .handle = deep_handle};
+static const rt_behaviour_t watch_b = {
+    .kind = "watch",
+    .state_size = sizeof(watch_state_t),
+    .handle = watch_handle,
+};
+static const rt_behaviour_t starter_b = {.kind = "starter",
+                                         .handle = starter_handle};
+
+static void test_deep_backlog_gets_longer_turns(void **state)
+{
+    rt_system_t *sys = trt_start(1, TEST_BATCH, 0);
+    *state = sys;
+    trt_port_t *tp = trt_port_new(sys);
+    atomic_store(&dp.deep_handled, 0);
+    dp.port = tp->id;
+    dp.deep = trt_spawn(sys, &deep_b, NULL, NULL);
+    dp.watch = trt_spawn(sys, &watch_b, NULL, NULL);
+    rt_id_t starter = trt_spawn(sys, &starter_b, NULL, NULL);
+    assert_int_equal(rt_send_copy(sys, starter, T_GO, NULL, 0), 0);
+    trt_event_t ev;
+    assert_true(trt_wait_event(tp, EV_COUNT, 0, &ev, 10000));
+    print_message("largest turn of the deep actor %lld messages, "
+                  "watcher ran %lld times\n",
+                  (long long)ev.a, (long long)ev.b);
+    /* longer than a batch, never longer than 16 */
+    assert_true(ev.a > TEST_BATCH);
+    assert_true(ev.a <= 16 * TEST_BATCH);
+    /* and the watcher still ran between the deep actor's turns */
+    assert_true(ev.b >= FLOOD / (16 * TEST_BATCH));
+    trt_port_free(tp);
+    rt_system_stop(sys);
+    *state = NULL;
+    assert_no_handler_failures();
+}
+
+/* ---- a busy scheduler takes a share of a long run queue ---- */
+
+/*
+ * Scheduler 1 is kept busy by a pinned actor that messages itself without
+ * end, so it never goes idle and never steals as an idle scheduler does.
+ * Workers that message themselves are all queued on scheduler 0 by an
+ * actor pinned there. Every so many turns a scheduler compares its run
+ * queue with the others' and takes half of one much longer: some worker
+ * must come to run on scheduler 1's thread.
+ */
+enum { NWORKERS = 32 };
+
+static struct {
+    _Atomic int stop, spinner_ready, moved;
+    pthread_t spinner_thread;
+    rt_id_t workers[NWORKERS];
+} bal;
+
+static int spinner_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    if (!atomic_load(&bal.spinner_ready)) {
+        bal.spinner_thread = pthread_self();
+        atomic_store(&bal.spinner_ready, 1);
+    }
+    if (!atomic_load(&bal.stop))
+        TCHECK(rt_send_copy(rt_system(self), rt_self(self), T_GO, NULL, 0) ==
+               0);
+    return RT_CONTINUE;
+}
+
+static int worker_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    if (pthread_equal(pthread_self(), bal.spinner_thread))
+        atomic_store(&bal.moved, 1);
+    trt_spin_us(5);
+    if (!atomic_load(&bal.stop))
+        TCHECK(rt_send_copy(rt_system(self), rt_self(self), T_GO, NULL, 0) ==
+               0);
+    return RT_CONTINUE;
+}
+
+static int feeder_handle(rt_actor_t *self, rt_msg_t *msg)
+{
+    for (int i = 0; i < NWORKERS; i++)
+        TCHECK(rt_send_copy(rt_system(self), bal.workers[i], T_GO, NULL, 0) ==
+               0);
+    return RT_STOP;
+}
+
+static const rt_behaviour_t spinner_b = {.kind = "spinner",
+                                         .handle = spinner_handle};
+static const rt_behaviour_t worker_b = {.kind = "worker",
+                                        .handle = worker_handle};
+static const rt_behaviour_t feeder_b = {.kind = "feeder",
+                                        .handle = feeder_handle};
+
+static void test_busy_scheduler_takes_a_share(void **state)
+{
+    rt_system_t *sys = trt_start(2, 0, 0);
+    *state = sys;
+    atomic_store(&bal.stop, 0);
+    atomic_store(&bal.spinner_ready, 0);
+    atomic_store(&bal.moved, 0);
+    rt_spawn_opts_t on1 = {.pinned = true, .pin = 1};
+    rt_spawn_opts_t on0 = {.pinned = true, .pin = 0};
+    rt_id_t spinner = trt_spawn(sys, &spinner_b, NULL, &on1);
+    assert_int_equal(rt_send_copy(sys, spinner, T_GO, NULL, 0), 0);
+    assert_true(TRT_WAIT_UNTIL(atomic_load(&bal.spinner_ready), 5000));
+    for (int i = 0; i < NWORKERS; i++)
+        bal.workers[i] = trt_spawn(sys, &worker_b, NULL, NULL);
+    rt_id_t feeder = trt_spawn(sys, &feeder_b, NULL, &on0);
+    assert_int_equal(rt_send_copy(sys, feeder, T_GO, NULL, 0), 0);
+    bool moved = TRT_WAIT_UNTIL(atomic_load(&bal.moved), 5000);
+    atomic_store(&bal.stop, 1);
+    assert_true(moved);
+    rt_system_stop(sys);
+    *state = NULL;
+    assert_no_handler_failures();
+}
+
 static int teardown(void **state)
 {
     if (*state)
@@ -283,6 +453,10 @@ int main(void)
             test_flooded_actor_does_not_starve_another, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_flooded_actors_share, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_deep_backlog_gets_longer_turns,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_scheduler_takes_a_share,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
