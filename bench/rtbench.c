@@ -219,6 +219,8 @@ static void json_system_info(void)
         json_int(key, (long long)x.messages);
         snprintf(key, sizeof(key), "rt_s%d_steals", i);
         json_int(key, (long long)x.steals);
+        snprintf(key, sizeof(key), "rt_s%d_turns", i);
+        json_int(key, (long long)x.turns);
         snprintf(key, sizeof(key), "rt_s%d_sleeps", i);
         json_int(key, (long long)x.sleeps);
     }
@@ -511,7 +513,8 @@ static int fan_sub_handle(rt_actor_t *self, rt_msg_t *m)
         s->owed++;
     else if (m->type == M_RETRY || m->type == RT_MSG_ROOM)
         s->retry_armed = false;
-    if (!fan_pay(self, s) && !s->retry_armed) {
+    /* while waiting for room, a refused send would only be refused again */
+    if (!s->retry_armed && !fan_pay(self, s)) {
         s->retry_armed = true;
         retry_when_room(self, fan.collector);
     }
