@@ -4,6 +4,9 @@
  *
  *   rtbench spawn|ping-pong|ring|fan-out|skynet|supervisor
  *
+ * RTBENCH_SCHEDULERS=N in the environment runs N schedulers instead of
+ * one per core (to see what crossing cores costs a workload).
+ *
  * One workload per process, so the peak resident size (VmHWM) belongs to
  * that workload alone. The result is one JSON line on stdout; the exit
  * status is 0 when the workload finished and checked its result.
@@ -851,6 +854,8 @@ int main(int argc, char **argv)
         return 2;
     }
     g.workload = w->name;
+    if (getenv("RTBENCH_SCHEDULERS"))
+        cfg.schedulers = atoi(getenv("RTBENCH_SCHEDULERS"));
     signal(SIGALRM, on_alarm);
     alarm(DEADLINE_S);
     g.sys = rt_system_start(&cfg, &err);
