@@ -431,6 +431,7 @@ static void sched_main(void *arg)
     rt_system_t *sys = s->sys;
     rt__set_this_sched(s);
     uint32_t since_poll = 0;
+    uint64_t poll_msgs = 0;
     atomic_store_explicit(&s->busy_since, rt__now_ns(), memory_order_relaxed);
 
     rt__quiescent(s, true);
@@ -443,9 +444,16 @@ static void sched_main(void *arg)
                 &s->turns,
                 atomic_load_explicit(&s->turns, memory_order_relaxed) + 1,
                 memory_order_relaxed);
-            /* I/O, timers and limbo get a look-in every so many turns */
-            if (++since_poll >= 64) {
+            /* I/O, timers and limbo get a look-in every 64 turns, and as
+             * often in messages when turns are long: connections flush
+             * their output here, and a deep mailbox's turn may be 16
+             * batches */
+            uint64_t msgs =
+                atomic_load_explicit(&s->messages, memory_order_relaxed);
+            if (++since_poll >= 64 ||
+                msgs - poll_msgs >= 64 * (uint64_t)sys->cfg.batch) {
                 since_poll = 0;
+                poll_msgs = msgs;
                 uv_run(&s->loop, UV_RUN_NOWAIT);
                 rt__reclaim(sys, s);
             }
