@@ -16,9 +16,12 @@
  *    during a read callback, are appended to the connection's out buffer
  *    and the connection joins the loop's dirty list; the check handle,
  *    which runs in every iteration of the loop after its I/O (and the
- *    scheduler runs an iteration at least every 64 actor turns and
- *    before it sleeps), writes each buffer with one uv_try_write(). So a
- *    burst of events costs one syscall, and an idle server adds no delay.
+ *    scheduler runs an iteration at least every 64 actor turns, or 64
+ *    batches of messages, and before it sleeps), writes each buffer with
+ *    one uv_try_write(). So a burst of events costs one syscall, and an
+ *    idle server adds no delay. A buffer that reaches OUT_FLUSH is
+ *    written at once. A client is too slow a reader when what its socket
+ *    would not take (libuv's write queue) passes send_queue_max.
  */
 #include "conn.h"
 
@@ -41,8 +44,9 @@
 #define MAX_INFLIGHT   64 /* chat requests awaiting their reply */
 #define SESS_START_MS  5000
 #define SESS_RETRIES   3
-#define MAX_LOOPS      256 /* schedulers with connections */
-#define OUT_MIN        512 /* first size of an out buffer */
+#define MAX_LOOPS      256   /* schedulers with connections */
+#define OUT_MIN        512   /* first size of an out buffer */
+#define OUT_FLUSH      65536 /* an out buffer this full is written at once */
 
 _Atomic long chat_conn_live;
 
@@ -280,10 +284,14 @@ static int on_write(void *user, const uint8_t *data, size_t len, bool more)
     CHAT_TRACE(c->cl->sys, c->id, "conn", c->user, "out", "bytes=%zu", len);
     if (rt_fault("ws.write") == RT_FAULT_FAIL)
         return -EIO;
-    size_t queued = c->tcp->write_queue_size + (w ? w->len : 0) + len;
-    if (queued > CHAT_CFG(c->cl->la->cfg, send_queue_max))
+    /* Slow is what the socket would not take: libuv's queue. Our own out
+     * buffer is not counted; it is flushed at the end of the loop
+     * iteration, or here once it reaches OUT_FLUSH, so a burst to a
+     * client that reads (a turn of a deep mailbox, many replies to one
+     * read) is not taken for a slow reader. */
+    if (c->tcp->write_queue_size > CHAT_CFG(c->cl->la->cfg, send_queue_max))
         c->slow = 1; /* queued all the same: cut after this event */
-    if (queued > UINT32_MAX)
+    if ((w ? w->len : 0) + len > UINT32_MAX)
         return -ENOMEM;
     if (!w || w->cap - w->len < len) {
         size_t cap = w ? (size_t)w->cap * 2 : OUT_MIN;
@@ -299,6 +307,10 @@ static int on_write(void *user, const uint8_t *data, size_t len, bool more)
     }
     memcpy(w->data + w->len, data, len);
     w->len += (uint32_t)len;
+    if (w->len >= OUT_FLUSH) {
+        conn_flush(c);
+        return 0;
+    }
     if (!c->dirty) {
         c->dirty = 1;
         w->dirty_next = c->cl->dirty;

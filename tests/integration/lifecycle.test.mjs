@@ -1,7 +1,7 @@
 // Connection lifetime: keepalive, idle timeout, slow readers, SIGTERM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, encode, upgradeRaw, frame, within }
+import { startServer, connect, encode, decode, upgradeRaw, frame, within }
   from './lib.mjs';
 
 test('a silent client is pinged, then closed at the idle timeout',
@@ -64,6 +64,36 @@ test('a reader too slow is disconnected, others are served', async () => {
     assert.equal((await srv.stop()).code, 0);
   }
 });
+
+test('a burst larger than the send queue bound reaches a client that reads',
+  async () => {
+    // 3,000 requests in one write: the server reads them 64 KB at a time
+    // and answers each read's requests together, tens of KB at once
+    // against a bound of 4 KB. The client reads all the time and the
+    // kernel takes every byte, so it is not a slow reader.
+    const srv = await startServer(['--send-queue-max', '4096',
+      '--request-rate', '1000000', '--request-burst', '1000000']);
+    try {
+      const r = await upgradeRaw(srv.port);
+      const n = 3000;
+      const reqs = Array.from({ length: n },
+        (_, i) => frame(2, encode({ op: 'hello', id: i + 1 })));
+      r.sock.write(Buffer.concat(reqs));
+      const seen = new Set();
+      while (seen.size < n) {
+        const f = await r.reader.next(`reply ${seen.size + 1} of ${n}`);
+        assert.notEqual(f, null, `closed after ${seen.size} replies`);
+        assert.notEqual(f.opcode, 8,
+          `close frame after ${seen.size} replies`);
+        seen.add(decode(f.payload).re);
+      }
+      const c = await connect(srv.port);
+      assert.equal((await c.request('hello')).ok, true);
+      await c.close();
+    } finally {
+      assert.equal((await srv.stop()).code, 0);
+    }
+  });
 
 test('SIGTERM closes connections with 1001 and exits 0', async () => {
   const srv = await startServer();
