@@ -256,7 +256,7 @@ int rt_kill(rt_system_t *sys, rt_id_t to, int reason)
     rt_actor_t *a = rt__acquire(sys, to);
     if (!a)
         return RT_ENOPROC;
-    /* The flag is seen between two messages, however long the queue; the
+    /* The flag is seen within 8 messages, however long the queue; the
      * wake message makes an idle actor run to notice it. */
     atomic_fetch_or_explicit(&a->ctl, CTL_KILL, memory_order_release);
     rt_msg_t *m = rt_msg_new(SYS_WAKE, 0);

@@ -248,8 +248,9 @@ int rt_await_room(rt_actor_t *self, rt_id_t to);
 int rt_send_copy(rt_system_t *sys, rt_id_t to, uint32_t type, const void *data,
                  uint32_t size);
 
-/* Sends an exit signal: RT_EKILLED kills even a trapping actor; any other
- * reason behaves as if a linked actor had exited with it. Any thread. */
+/* Sends an exit signal: RT_EKILLED kills even a trapping actor, within 8
+ * messages of its queue however long; any other reason behaves as if a
+ * linked actor had exited with it. Any thread. */
 int rt_kill(rt_system_t *sys, rt_id_t to, int reason);
 
 /* ---- links and monitors ----------------------------------------------------
