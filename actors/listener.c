@@ -236,10 +236,9 @@ static int listener_handle(rt_actor_t *self, rt_msg_t *msg)
     }
     if (msg->type == RT_MSG_EXIT) {
         rt_exit_info_t x;
-        rt_actor_info_t me;
         memcpy(&x, msg->data, sizeof(x));
         /* a connection's end is nothing to us; the supervisor's is */
-        if (rt_actor_info(l->sys, l->id, &me) == 0 && x.who == me.parent)
+        if (x.who == rt_parent(self))
             rt_exit(self, x.reason);
     }
     return RT_CONTINUE;

@@ -349,14 +349,11 @@ static int listener_init(rt_actor_t *self, void *arg)
 
 static int listener_handle(rt_actor_t *self, rt_msg_t *msg)
 {
-    shell_listener_t *l = rt_state(self);
-
     if (msg->type == RT_MSG_EXIT) {
         rt_exit_info_t x;
-        rt_actor_info_t me;
         memcpy(&x, msg->data, sizeof(x));
         /* a shell's end is nothing to us; our supervisor's is */
-        if (rt_actor_info(l->sys, l->id, &me) == 0 && x.who == me.parent)
+        if (x.who == rt_parent(self))
             rt_exit(self, x.reason);
     }
     return RT_CONTINUE;

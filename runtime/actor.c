@@ -187,6 +187,11 @@ rt_id_t rt_self(const rt_actor_t *self)
     return self->id;
 }
 
+rt_id_t rt_parent(const rt_actor_t *self)
+{
+    return self->parent;
+}
+
 void *rt_state(rt_actor_t *self)
 {
     return self->state;

@@ -206,6 +206,8 @@ rt_id_t rt_spawn(rt_system_t *sys, const rt_behaviour_t *b, void *arg,
                  const rt_spawn_opts_t *opts, int *err);
 
 rt_id_t rt_self(const rt_actor_t *self);
+/* The supervisor (or other parent) named at spawn, or 0. */
+rt_id_t rt_parent(const rt_actor_t *self);
 rt_system_t *rt_system(const rt_actor_t *self);
 void *rt_state(rt_actor_t *self);
 const char *rt_kind(const rt_actor_t *self);

@@ -50,7 +50,8 @@ static int basic_init(rt_actor_t *self, void *varg)
     }
     atomic_fetch_add(&arg->inits, 1);
     if (arg->port)
-        trt_emit(rt_system(self), arg->port, EV_INIT, 0, rt_self(self), 0, 0);
+        trt_emit(rt_system(self), arg->port, EV_INIT, 0, rt_self(self),
+                 (int64_t)rt_parent(self), 0);
     return arg->init_rc;
 }
 
@@ -149,6 +150,7 @@ static void test_spawn_send_receive(void **state)
     trt_event_t ev;
     assert_true(trt_wait_event(tp, EV_INIT, -1, &ev, 5000));
     assert_int_equal(ev.id, a);
+    assert_int_equal(ev.a, 0); /* no parent named */
 
     for (int64_t i = 0; i < 200; i++)
         assert_int_equal(send_i64(sys, a, T_FWD, i), 0);
@@ -158,9 +160,13 @@ static void test_spawn_send_receive(void **state)
         assert_int_equal(ev.b, 0);
     }
 
-    /* actor to actor: `from` is the sender */
-    rt_id_t b = trt_spawn(sys, &basic, &arg2, NULL);
+    /* actor to actor: `from` is the sender; b names a as its parent */
+    rt_spawn_opts_t child = {.parent = a};
+    rt_id_t b = trt_spawn(sys, &basic, &arg2, &child);
     assert_int_not_equal(a, b);
+    assert_true(trt_wait_event(tp, EV_INIT, -1, &ev, 5000));
+    assert_int_equal(ev.id, b);
+    assert_int_equal(ev.a, (int64_t)a);
     assert_int_equal(send_i64(sys, b, T_RELAY, (int64_t)a), 0);
     assert_true(trt_wait_event(tp, EV_FWD, -1, &ev, 5000));
     assert_int_equal(ev.a, (int64_t)b);
