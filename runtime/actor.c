@@ -460,16 +460,12 @@ int rt__handle_system(rt_system_t *sys, rt_actor_t *a, rt_msg_t *m, int *reason)
  */
 static uint32_t turn_length(const rt_system_t *sys, rt_actor_t *a)
 {
-    uint32_t batch = sys->cfg.batch;
-    uint32_t in = atomic_load_explicit(&a->mb_in, memory_order_relaxed);
-    uint32_t out =
-        (uint32_t)atomic_load_explicit(&a->mb_out, memory_order_relaxed);
-    int32_t waiting = (int32_t)(in - out);
-    if (waiting <= (int32_t)batch)
+    uint32_t batch = sys->cfg.batch, waiting = mb_depth(a);
+    if (waiting <= batch)
         return batch;
-    if ((uint32_t)waiting / RT_DEEP_TURNS >= batch)
+    if (waiting / RT_DEEP_TURNS >= batch)
         return batch * RT_DEEP_TURNS;
-    return (uint32_t)waiting;
+    return waiting;
 }
 
 void rt__run_actor(rt_sched_t *s, rt_actor_t *a)

@@ -19,15 +19,6 @@
 
 #include <stdlib.h>
 
-static uint32_t depth_of(rt_actor_t *a)
-{
-    uint32_t in = atomic_load_explicit(&a->mb_in, memory_order_relaxed);
-    uint32_t out =
-        (uint32_t)atomic_load_explicit(&a->mb_out, memory_order_relaxed);
-    int32_t d = (int32_t)(in - out);
-    return d > 0 ? (uint32_t)d : 0;
-}
-
 struct room_ctx {
     rt_system_t *sys;
     rt_id_t from;
@@ -61,7 +52,7 @@ void rt__room_wake(rt_system_t *sys, rt_actor_t *a, rt_id_t id)
 
 void rt__room_check(rt_system_t *sys, rt_actor_t *a)
 {
-    if (depth_of(a) <= a->mb_limit / 2)
+    if (mb_depth(a) <= a->mb_limit / 2)
         rt__room_wake(sys, a, a->id);
 }
 

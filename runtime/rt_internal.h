@@ -169,6 +169,17 @@ static inline rt_msg_t *stub_of(rt_actor_t *a)
     return (rt_msg_t *)&a->mb_stub;
 }
 
+/* Messages waiting, as far as relaxed reads of the two counters tell;
+ * never negative. */
+static inline uint32_t mb_depth(rt_actor_t *a)
+{
+    uint32_t in = atomic_load_explicit(&a->mb_in, memory_order_relaxed);
+    uint32_t out =
+        (uint32_t)atomic_load_explicit(&a->mb_out, memory_order_relaxed);
+    int32_t d = (int32_t)(in - out);
+    return d > 0 ? (uint32_t)d : 0;
+}
+
 /* Pushes m; returns true if the actor was idle and must be scheduled. */
 static inline bool mb_push(rt_actor_t *a, rt_msg_t *m)
 {

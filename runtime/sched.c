@@ -343,18 +343,27 @@ static rt_actor_t *balance(rt_sched_t *s)
     return NULL;
 }
 
+/* Counts a turn; true every `n` turns, or sooner once `n` batches of
+ * messages have been handled since the last time (a deep mailbox's turn
+ * may be RT_DEEP_TURNS batches long). `turns` and `mark` are the caller's
+ * record of the last time. */
+static bool due(rt_sched_t *s, uint32_t *turns, uint64_t *mark, uint32_t n)
+{
+    uint64_t msgs = atomic_load_explicit(&s->messages, memory_order_relaxed);
+    if (++*turns < n && msgs - *mark < (uint64_t)n * s->sys->cfg.batch)
+        return false;
+    *turns = 0;
+    *mark = msgs;
+    return true;
+}
+
 static rt_actor_t *next_actor(rt_sched_t *s)
 {
     rt_system_t *sys = s->sys;
     rt_actor_t *a;
     /* now and then the shared queues go first, so a busy ring cannot
-     * starve actors woken from outside: every 32 turns, and as often in
-     * messages when turns are long (a deep mailbox gets a longer turn) */
-    uint64_t msgs = atomic_load_explicit(&s->messages, memory_order_relaxed);
-    if ((++s->tick & 31) == 0 ||
-        msgs - s->shared_msgs >= 32 * (uint64_t)sys->cfg.batch) {
-        s->tick = 0;
-        s->shared_msgs = msgs;
+     * starve actors woken from outside */
+    if (due(s, &s->tick, &s->shared_msgs, 32)) {
         if ((a = balance(s)))
             return a;
         if ((a = take_locked(&s->pin_lock, &s->pinq, &s->pin_len)))
@@ -444,16 +453,9 @@ static void sched_main(void *arg)
                 &s->turns,
                 atomic_load_explicit(&s->turns, memory_order_relaxed) + 1,
                 memory_order_relaxed);
-            /* I/O, timers and limbo get a look-in every 64 turns, and as
-             * often in messages when turns are long: connections flush
-             * their output here, and a deep mailbox's turn may be 16
-             * batches */
-            uint64_t msgs =
-                atomic_load_explicit(&s->messages, memory_order_relaxed);
-            if (++since_poll >= 64 ||
-                msgs - poll_msgs >= 64 * (uint64_t)sys->cfg.batch) {
-                since_poll = 0;
-                poll_msgs = msgs;
+            /* I/O, timers and limbo get a look-in every so many turns
+             * (connections flush their output here) */
+            if (due(s, &since_poll, &poll_msgs, 64)) {
                 uv_run(&s->loop, UV_RUN_NOWAIT);
                 rt__reclaim(sys, s);
             }

@@ -268,6 +268,24 @@ static const rt_behaviour_t filler = {
     .handle = filler_handle,
 };
 
+/* Blocks a gate with a mailbox bound of `limit` in its handler, then has
+ * a filler send to it until refused and ask for room. Returns the gate's
+ * id; *full is the filler's EV_FULL (a: messages it got in). */
+static rt_id_t fill_blocked_gate(rt_system_t *sys, trt_port_t *tp,
+                                 uint32_t limit, gate_arg_t *ga,
+                                 filler_arg_t *fa, trt_event_t *full)
+{
+    rt_spawn_opts_t so = {.mailbox_limit = limit};
+    rt_id_t g = trt_spawn(sys, &gate, ga, &so);
+    assert_int_equal(rt_send_copy(sys, g, T_BLOCK, NULL, 0), 0);
+    assert_true(TRT_WAIT_UNTIL(atomic_load(&ga->blocked), 5000));
+    *fa = (filler_arg_t){g, tp->id};
+    rt_id_t f = trt_spawn(sys, &filler, fa, NULL);
+    assert_int_equal(rt_send_copy(sys, f, T_FILL, NULL, 0), 0);
+    assert_true(trt_wait_event(tp, EV_FULL, -1, full, 5000));
+    return g;
+}
+
 /* A refused sender hears of room once the receiver is down to half its
  * bound, sends again, and hears it once however often it asked. */
 static void test_await_room_wakes_refused_sender(void **state)
@@ -276,16 +294,9 @@ static void test_await_room_wakes_refused_sender(void **state)
     const uint32_t limit = 64;
     trt_port_t *tp = trt_port_new(sys);
     gate_arg_t ga = {.spin_us = 200};
-    rt_spawn_opts_t so = {.mailbox_limit = limit};
-    rt_id_t g = trt_spawn(sys, &gate, &ga, &so);
-    assert_int_equal(rt_send_copy(sys, g, T_BLOCK, NULL, 0), 0);
-    assert_true(TRT_WAIT_UNTIL(atomic_load(&ga.blocked), 5000));
-
-    filler_arg_t fa = {g, tp->id};
-    rt_id_t f = trt_spawn(sys, &filler, &fa, NULL);
-    assert_int_equal(rt_send_copy(sys, f, T_FILL, NULL, 0), 0);
+    filler_arg_t fa;
     trt_event_t ev;
-    assert_true(trt_wait_event(tp, EV_FULL, -1, &ev, 5000));
+    rt_id_t g = fill_blocked_gate(sys, tp, limit, &ga, &fa, &ev);
     assert_in_range(ev.a, limit - 1, limit);
     /* nothing while the receiver stays full */
     assert_false(trt_wait_event(tp, EV_ROOM, -1, &ev, 100));
@@ -328,15 +339,9 @@ static void test_await_room_on_death(void **state)
     const uint32_t limit = 16;
     trt_port_t *tp = trt_port_new(sys);
     gate_arg_t ga = {0};
-    rt_spawn_opts_t so = {.mailbox_limit = limit};
-    rt_id_t g = trt_spawn(sys, &gate, &ga, &so);
-    assert_int_equal(rt_send_copy(sys, g, T_BLOCK, NULL, 0), 0);
-    assert_true(TRT_WAIT_UNTIL(atomic_load(&ga.blocked), 5000));
-    filler_arg_t fa = {g, tp->id};
-    rt_id_t f = trt_spawn(sys, &filler, &fa, NULL);
-    assert_int_equal(rt_send_copy(sys, f, T_FILL, NULL, 0), 0);
+    filler_arg_t fa;
     trt_event_t ev;
-    assert_true(trt_wait_event(tp, EV_FULL, -1, &ev, 5000));
+    rt_id_t g = fill_blocked_gate(sys, tp, limit, &ga, &fa, &ev);
 
     atomic_store(&ga.die, 1);
     atomic_store(&ga.open, 1); /* T_BLOCK's handler fails: the gate dies */
